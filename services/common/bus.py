@@ -1,0 +1,250 @@
+"""The Kafka bus every service uses: a fact producer and a fact consumer.
+
+Producer: idempotent, acks=all, key = the fact's key, trace context in headers.
+Consumer: manual offset commits after the handler succeeds, read_committed isolation,
+decoding and validation of every message; a message that cannot be decoded or fails
+validation goes to the dead-letter topic with the reason and its original bytes, and is
+counted. It is never silently dropped. Effects are made exactly-once by the handler
+(see services.common.inbox), since Kafka can deliver a message more than once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.structs import RecordMetadata, TopicPartition
+from opentelemetry import trace
+
+from services.common.facts import Envelope, FactDecodeError, decode, encode
+from services.common.failpoints import failpoint
+from services.common.telemetry import context_from_traceparent, current_traceparent
+from services.common.topics import TopicRegistry
+from services.common.validation import FactValidationError, validate_envelope
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("services.common.bus")
+
+
+class PermanentFactError(Exception):
+    """Raised by a handler for a fact it can never process (a retry would fail the same
+    way). The fact goes to the dead-letter topic with this message as the reason."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A decoded, validated fact and where it was read from."""
+
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+def fact_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    headers = [
+        ("event_type", envelope.event_type.encode()),
+        ("event_id", envelope.event_id.encode()),
+        ("schema_version", str(envelope.schema_version).encode()),
+    ]
+    if envelope.traceparent:
+        headers.append(("traceparent", envelope.traceparent.encode()))
+    return headers
+
+
+class FactProducer:
+    """Publishes facts to their registered topics. Use as an async context manager."""
+
+    def __init__(self, bootstrap: str, registry: TopicRegistry, *, client_id: str):
+        self.registry = registry
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            # Correctness settings, stated rather than left to defaults: no duplicates
+            # from producer retries, and a send is acknowledged only once every in-sync
+            # replica has it.
+            enable_idempotence=True,
+            acks="all",
+            request_timeout_ms=30_000,
+            linger_ms=2,
+        )
+
+    async def __aenter__(self) -> FactProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._producer.stop()
+
+    async def publish(self, envelope: Envelope) -> RecordMetadata:
+        """Send one fact and wait until the broker has it (acks=all)."""
+        return await (await self.send(envelope))
+
+    async def send(self, envelope: Envelope) -> asyncio.Future[RecordMetadata]:
+        """Queue one fact; the returned future resolves when the broker has it. Facts sent
+        in order to the same key keep that order (idempotent producer)."""
+        if not envelope.traceparent:
+            envelope.traceparent = current_traceparent()
+        return await self._producer.send(
+            self.registry.fact_topic(envelope.event_type),
+            key=envelope.key.encode(),
+            value=encode(envelope),
+            headers=fact_headers(envelope),
+        )
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> RecordMetadata:
+        """Send bytes as they are: for dead letters and for tests of bad input."""
+        return await self._producer.send_and_wait(topic, key=key, value=value, headers=headers)
+
+
+class FactConsumer:
+    """Reads fact topics in a consumer group and hands each valid fact to `handler`.
+
+    Offsets are committed only after the handler returned for every message before them,
+    so a crash means redelivery, never loss. A handler error other than
+    PermanentFactError is retried with backoff; after `max_attempts` the consumer stops
+    with the error (the process should exit and be restarted), leaving the offset
+    uncommitted.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        registry: TopicRegistry,
+        group_id: str,
+        event_types: Iterable[str],
+        handler: Handler,
+        dead_letters: FactProducer,
+        max_attempts: int = 5,
+        retry_backoff_s: float = 0.2,
+    ):
+        self.registry = registry
+        self.group_id = group_id
+        self.topics = sorted(registry.fact_topic(t) for t in event_types)
+        self.handler = handler
+        self.dead_letters = dead_letters
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.processed_count = 0
+        self.dead_letter_count = 0
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._consumer.stop()
+            self._started = False
+
+    async def __aenter__(self) -> FactConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume until `stop` is set."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.poll_once()
+
+    async def poll_once(self, timeout_ms: int = 500) -> int:
+        """Fetch one batch, process it, and commit. Returns how many messages it handled."""
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=200)
+        handled = 0
+        for partition, records in batches.items():
+            for record in records:
+                await self._process(record)
+                handled += 1
+            failpoint("consumer.before_offset_commit")
+            await self._consumer.commit({partition: records[-1].offset + 1})
+        return handled
+
+    async def committed_offset(self, topic: str, partition: int) -> int | None:
+        return await self._consumer.committed(TopicPartition(topic, partition))
+
+    async def _process(self, record: ConsumerRecord) -> None:
+        try:
+            envelope = decode(record.value)
+            validate_envelope(envelope)
+            expected = self.registry.fact_topic(envelope.event_type)
+            if record.topic != expected:
+                raise FactValidationError(
+                    f"{envelope.event_type} {envelope.event_id}",
+                    [f"arrived on topic {record.topic!r} but belongs on {expected!r}"],
+                )
+        except (FactDecodeError, FactValidationError) as error:
+            await self.dead_letter(record, str(error))
+            return
+        delivery = Delivery(envelope, record.topic, record.partition, record.offset)
+        parent = context_from_traceparent(envelope.traceparent)
+        with tracer.start_as_current_span(
+            f"process {envelope.event_type}", context=parent, kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                        "messaging.kafka.consumer.group": self.group_id,
+                        "tt.event_id": envelope.event_id},
+        ):
+            await self._handle_with_retries(delivery, record)
+
+    async def _handle_with_retries(self, delivery: Delivery, record: ConsumerRecord) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handler(delivery)
+                self.processed_count += 1
+                return
+            except PermanentFactError as error:
+                await self.dead_letter(record, f"handler rejected the fact: {error}")
+                return
+            except Exception:
+                if attempt == self.max_attempts:
+                    raise
+                log.warning(
+                    "handler failed for %s %s (attempt %d/%d); retrying",
+                    delivery.envelope.event_type, delivery.envelope.event_id,
+                    attempt, self.max_attempts, exc_info=True,
+                )
+                await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        """Park the original message, untouched, on the dead-letter topic with the reason."""
+        headers = [
+            ("dead_letter.reason", reason.encode()),
+            ("dead_letter.source_topic", record.topic.encode()),
+            ("dead_letter.source_partition", str(record.partition).encode()),
+            ("dead_letter.source_offset", str(record.offset).encode()),
+            ("dead_letter.consumer_group", self.group_id.encode()),
+            ("dead_letter.failed_at_ms", str(int(time.time() * 1000)).encode()),
+            *(record.headers or ()),
+        ]
+        await self.dead_letters.publish_raw(
+            self.registry.dead_letter_topic, record.key, record.value, headers
+        )
+        self.dead_letter_count += 1
+        log.warning(
+            "dead-lettered %s[%d]@%d for group %s: %s",
+            record.topic, record.partition, record.offset, self.group_id, reason,
+        )

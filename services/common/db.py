@@ -1,0 +1,47 @@
+"""PostgreSQL connections. Each service owns one schema; its pool's search_path points
+there, so SQL is written unqualified and a test can run a service in a schema of its own."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+_SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    if not _SCHEMA_PATTERN.match(schema):
+        raise ValueError(
+            f"schema name {schema!r} must be lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit)"
+        )
+    return schema
+
+
+async def create_pool(
+    database_url: str, schema: str, *, application_name: str, max_size: int = 10
+) -> asyncpg.Pool:
+    """A pool whose connections use `schema` (which must exist: run migrations first)."""
+    return await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        command_timeout=60,
+        server_settings={
+            "search_path": check_schema_name(schema),
+            "application_name": application_name,
+        },
+    )
+
+
+async def connect(database_url: str, schema: str, *, application_name: str) -> asyncpg.Connection:
+    """One connection using `schema`: for migrations, the relay's lock, and tools."""
+    return await asyncpg.connect(
+        database_url,
+        command_timeout=60,
+        server_settings={
+            "search_path": check_schema_name(schema),
+            "application_name": application_name,
+        },
+    )

@@ -1,0 +1,132 @@
+"""The topic registry: every topic the platform uses, with the settings it must have on the
+broker, and `ensure_topics`, which creates missing topics and repairs drifted settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from services.common.facts import BY_EVENT_TYPE, FACTS
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_TOPIC_BASE = "dead-letter.v1"
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+class TopicRegistry:
+    """Names and settings of every topic, under an optional deployment prefix."""
+
+    def __init__(
+        self,
+        prefix: str = "",
+        partitions: int = 3,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
+    ):
+        self.prefix = prefix
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        # Facts are kept forever and never compacted: the log is the system of record.
+        self.fact_configs: dict[str, str] = {
+            "retention.ms": "-1",
+            "retention.bytes": "-1",
+            "cleanup.policy": "delete",
+            "min.insync.replicas": str(min_insync_replicas),
+            "unclean.leader.election.enable": "false",
+        }
+        self._event_type_by_topic = {self.fact_topic(t): t for t in BY_EVENT_TYPE}
+
+    def fact_topic(self, event_type: str) -> str:
+        """The topic carrying facts of `event_type`, e.g. "contribution.received.v1"."""
+        return f"{self.prefix}{BY_EVENT_TYPE[event_type].topic_base}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.prefix}{DEAD_LETTER_TOPIC_BASE}"
+
+    def event_type_of_topic(self, topic: str) -> str | None:
+        return self._event_type_by_topic.get(topic)
+
+    def specs(self) -> list[TopicSpec]:
+        """Every topic with its settings: one per fact type, plus the dead-letter topic."""
+        topics = [
+            TopicSpec(self.fact_topic(spec.event_type), self.partitions,
+                      self.replication_factor, dict(self.fact_configs))
+            for spec in FACTS
+        ]
+        # Dead letters are kept forever too: each one is a fact someone must look at.
+        topics.append(TopicSpec(self.dead_letter_topic, 1, self.replication_factor,
+                                dict(self.fact_configs)))
+        return topics
+
+
+class TopicSetupError(RuntimeError):
+    """The broker refused to create or configure a topic."""
+
+
+async def describe_topic_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """The broker's current value of every config of each named topic."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                raise TopicSetupError(
+                    f"cannot describe topic {resource['resource_name']}: "
+                    f"{resource['error_message']} (error {resource['error_code']})"
+                )
+            configs[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"]
+                for entry in resource["config_entries"]
+            }
+    return configs
+
+
+async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    """Create the topics that are missing and correct settings that drifted.
+
+    Returns the names of topics it created. Partitions are only ever added (Kafka cannot
+    remove them); a topic with more partitions than the registry asks for is left alone.
+    """
+    existing = set(await admin.list_topics())
+    missing = [spec for spec in specs if spec.name not in existing]
+    if missing:
+        response = await admin.create_topics([
+            NewTopic(spec.name, spec.partitions, spec.replication_factor,
+                     topic_configs=dict(spec.configs))
+            for spec in missing
+        ])
+        for topic_error in response.to_object()["topic_errors"]:
+            code = topic_error["error_code"]
+            if code and code != _TOPIC_ALREADY_EXISTS:  # a concurrent creator is fine
+                raise TopicSetupError(
+                    f"broker refused to create topic {topic_error['topic']}: "
+                    f"{topic_error.get('error_message') or 'error code ' + str(code)}"
+                )
+    current = await describe_topic_configs(admin, [spec.name for spec in specs])
+    for spec in specs:
+        drifted = {k: v for k, v in spec.configs.items() if current[spec.name].get(k) != v}
+        if drifted:
+            log.warning("topic %s settings drifted, restoring %s", spec.name, drifted)
+            # alter_configs replaces all dynamic settings of the topic, so send the full set.
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, spec.name, dict(spec.configs))]
+            )
+    return [spec.name for spec in missing]
