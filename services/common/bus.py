@@ -138,6 +138,7 @@ class FactConsumer:
         self.retry_backoff_s = retry_backoff_s
         self.processed_count = 0
         self.dead_letter_count = 0
+        self.last_dead_letter_reason = ""
         self._consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=bootstrap,
@@ -244,6 +245,7 @@ class FactConsumer:
             self.registry.dead_letter_topic, record.key, record.value, headers
         )
         self.dead_letter_count += 1
+        self.last_dead_letter_reason = reason
         log.warning(
             "dead-lettered %s[%d]@%d for group %s: %s",
             record.topic, record.partition, record.offset, self.group_id, reason,

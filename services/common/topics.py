@@ -130,3 +130,26 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
                 [ConfigResource(ConfigResourceType.TOPIC, spec.name, dict(spec.configs))]
             )
     return [spec.name for spec in missing]
+
+
+async def ensure_topics_on_broker(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    """`ensure_topics` with an admin client of its own."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="1tt-topics",
+                                request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        return await ensure_topics(admin, specs)
+    finally:
+        await admin.close()
+
+
+async def describe_topic_configs_on_broker(
+    bootstrap: str, names: list[str]
+) -> dict[str, dict[str, str]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="1tt-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        return await describe_topic_configs(admin, [n for n in names if n in existing])
+    finally:
+        await admin.close()
