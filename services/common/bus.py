@@ -128,6 +128,7 @@ class FactConsumer:
         dead_letters: FactProducer,
         max_attempts: int = 5,
         retry_backoff_s: float = 0.2,
+        session_timeout_ms: int = 10_000,
     ):
         self.registry = registry
         self.group_id = group_id
@@ -148,6 +149,9 @@ class FactConsumer:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_poll_records=200,
+            # How soon a crashed member's partitions move to another member.
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(session_timeout_ms // 3, 1000),
         )
         self._started = False
 

@@ -3,6 +3,7 @@ broker, and `ensure_topics`, which creates missing topics and repairs drifted se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,10 @@ from services.common.facts import BY_EVENT_TYPE, FACTS
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC_BASE = "dead-letter.v1"
+_UNKNOWN_TOPIC = 3
 _TOPIC_ALREADY_EXISTS = 36
+# A topic just created may be unknown to the broker that answers for a moment.
+_NEW_TOPIC_VISIBLE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class TopicSetupError(RuntimeError):
     """The broker refused to create or configure a topic."""
 
 
+class UnknownTopicError(TopicSetupError):
+    """The broker does not know the topic (yet)."""
+
+
 async def describe_topic_configs(
     admin: AIOKafkaAdminClient, names: list[str]
 ) -> dict[str, dict[str, str]]:
@@ -87,6 +95,8 @@ async def describe_topic_configs(
     configs: dict[str, dict[str, str]] = {}
     for response in responses:
         for resource in response.to_object()["resources"]:
+            if resource["error_code"] == _UNKNOWN_TOPIC:
+                raise UnknownTopicError(f"topic {resource['resource_name']} does not exist")
             if resource["error_code"]:
                 raise TopicSetupError(
                     f"cannot describe topic {resource['resource_name']}: "
@@ -120,16 +130,46 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
                     f"broker refused to create topic {topic_error['topic']}: "
                     f"{topic_error.get('error_message') or 'error code ' + str(code)}"
                 )
-    current = await describe_topic_configs(admin, [spec.name for spec in specs])
-    for spec in specs:
-        drifted = {k: v for k, v in spec.configs.items() if current[spec.name].get(k) != v}
-        if drifted:
-            log.warning("topic %s settings drifted, restoring %s", spec.name, drifted)
-            # alter_configs replaces all dynamic settings of the topic, so send the full set.
-            await admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, spec.name, dict(spec.configs))]
+    drifted = await _drifted(admin, specs)
+    for spec in drifted:
+        log.warning("topic %s settings drifted, restoring %s", spec.name, dict(spec.configs))
+        # alter_configs replaces all dynamic settings of the topic, so send the full set.
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name, dict(spec.configs))]
+        )
+    # The controller applies config changes asynchronously: confirm they took effect.
+    deadline = asyncio.get_running_loop().time() + _NEW_TOPIC_VISIBLE_TIMEOUT_S
+    while drifted:
+        drifted = await _drifted(admin, drifted)
+        if drifted and asyncio.get_running_loop().time() > deadline:
+            raise TopicSetupError(
+                "the broker did not apply the registry's settings to "
+                + ", ".join(spec.name for spec in drifted)
             )
+        await asyncio.sleep(0.1 if drifted else 0)
     return [spec.name for spec in missing]
+
+
+async def _drifted(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicSpec]:
+    """The specs whose topic's settings on the broker differ from the registry's."""
+    current = await _describe_when_visible(admin, [spec.name for spec in specs])
+    return [
+        spec for spec in specs
+        if any(current[spec.name].get(k) != v for k, v in spec.configs.items())
+    ]
+
+
+async def _describe_when_visible(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    deadline = asyncio.get_running_loop().time() + _NEW_TOPIC_VISIBLE_TIMEOUT_S
+    while True:
+        try:
+            return await describe_topic_configs(admin, names)
+        except UnknownTopicError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def ensure_topics_on_broker(bootstrap: str, specs: list[TopicSpec]) -> list[str]:

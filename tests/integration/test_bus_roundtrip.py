@@ -1,0 +1,119 @@
+"""Facts through the real broker: every type round-trips; bad input goes to dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.common.bus import Delivery, FactConsumer
+from services.common.examples import example_envelopes
+from services.common.facts import BY_EVENT_TYPE, encode, payload_of
+from tests.integration.conftest import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def consume_until(consumer: FactConsumer, done, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done() and asyncio.get_running_loop().time() < deadline:
+        await consumer.poll_once(timeout_ms=300)
+
+
+async def test_every_fact_type_round_trips_through_kafka(settings, registry, producer, unique):
+    sent = example_envelopes(unique)
+    for envelope in sent:
+        metadata = await producer.publish(envelope)
+        assert metadata.topic == registry.fact_topic(envelope.event_type)
+    received: dict[str, Delivery] = {}
+
+    async def collect(delivery: Delivery) -> None:
+        received[delivery.envelope.event_id] = delivery
+
+    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
+                            group_id=f"roundtrip-{unique}", event_types=BY_EVENT_TYPE,
+                            handler=collect, dead_letters=producer)
+    async with consumer:
+        await consume_until(consumer, lambda: len(received) == len(sent))
+        for topic, partition in {(d.topic, d.partition) for d in received.values()}:
+            assert await consumer.committed_offset(topic, partition) is not None
+
+    assert set(received) == {e.event_id for e in sent}
+    for envelope in sent:
+        delivery = received[envelope.event_id]
+        assert delivery.envelope == envelope
+        assert payload_of(delivery.envelope) == payload_of(envelope)
+        assert delivery.topic == registry.fact_topic(envelope.event_type)
+    assert consumer.dead_letter_count == 0
+
+
+async def test_facts_are_keyed_and_carry_their_type_in_headers(settings, registry, producer, unique):
+    envelope = next(e for e in example_envelopes(unique) if e.event_type == "revenue.recorded")
+    await producer.publish(envelope)
+    [record] = await read_topic(settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 1)
+    assert record.key == envelope.key.encode()
+    assert record.value == encode(envelope)
+    headers = dict(record.headers)
+    assert headers["event_type"] == b"revenue.recorded"
+    assert headers["event_id"] == envelope.event_id.encode()
+
+
+async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original_bytes(
+    settings, registry, producer, unique
+):
+    examples = {e.event_type: e for e in example_envelopes(unique)}
+    revenue_topic = registry.fact_topic("revenue.recorded")
+    garbage = b"\x0a\xff\xff this is not protobuf"
+    invalid = examples["revenue.recorded"]
+    payload_of(invalid).amount_minor = 0
+    misplaced = examples["payout.issued"]
+    await producer.publish_raw(revenue_topic, b"k1", garbage, [])
+    await producer.publish_raw(revenue_topic, invalid.key.encode(), encode(invalid), [])
+    await producer.publish_raw(revenue_topic, misplaced.key.encode(), encode(misplaced), [])
+    good = examples["agreement.published"]
+    await producer.publish(good)  # a valid fact behind the bad ones is still processed
+
+    handled = []
+
+    async def collect(delivery: Delivery) -> None:
+        handled.append(delivery.envelope.event_id)
+
+    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
+                            group_id=f"dlq-{unique}", event_types=BY_EVENT_TYPE,
+                            handler=collect, dead_letters=producer)
+    async with consumer:
+        await consume_until(consumer, lambda: consumer.dead_letter_count == 3 and handled)
+    assert handled == [good.event_id]
+    assert consumer.dead_letter_count == 3
+
+    dead = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 3)
+    assert len(dead) == 3
+    by_value = {record.value: dict(record.headers) for record in dead}
+    assert set(by_value) == {garbage, encode(invalid), encode(misplaced)}
+    assert b"is not a tt.facts.v1.Envelope" in by_value[garbage]["dead_letter.reason"]
+    assert b"amount_minor must be positive" in by_value[encode(invalid)]["dead_letter.reason"]
+    assert b"belongs on" in by_value[encode(misplaced)]["dead_letter.reason"]
+    for headers in by_value.values():
+        assert headers["dead_letter.source_topic"] == revenue_topic.encode()
+        assert headers["dead_letter.consumer_group"] == f"dlq-{unique}".encode()
+        assert int(headers["dead_letter.source_offset"]) >= 0
+
+
+async def test_a_handler_can_reject_a_fact_permanently(settings, registry, producer, unique):
+    from services.common.bus import PermanentFactError
+
+    envelope = example_envelopes(unique)[0]
+    await producer.publish(envelope)
+
+    async def refuse(delivery: Delivery) -> None:
+        raise PermanentFactError("contribution references an unknown contributor")
+
+    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
+                            group_id=f"reject-{unique}", event_types=BY_EVENT_TYPE,
+                            handler=refuse, dead_letters=producer)
+    async with consumer:
+        await consume_until(consumer, lambda: consumer.dead_letter_count == 1)
+    [record] = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 1)
+    assert dict(record.headers)["dead_letter.reason"] == (
+        b"handler rejected the fact: contribution references an unknown contributor")
+    assert record.value == encode(envelope)
