@@ -36,8 +36,12 @@ async def journal_fact(conn: asyncpg.Connection, envelope: Envelope) -> list[Env
     await conn.execute(
         "INSERT INTO fact_journal (event_id, event_type, kafka_key, correlation_id, producer, "
         "occurred_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-        envelope.event_id, envelope.event_type, envelope.key, envelope.correlation_id,
-        envelope.producer, envelope.occurred_at.ToDatetime(tzinfo=UTC),
+        envelope.event_id,
+        envelope.event_type,
+        envelope.key,
+        envelope.correlation_id,
+        envelope.producer,
+        envelope.occurred_at.ToDatetime(tzinfo=UTC),
         json.dumps(payload),
     )
     return []
@@ -58,7 +62,9 @@ async def run_demo(settings: Settings) -> int:
     envelopes = example_envelopes(run_id, producer="1tt-demo")
     pool = await create_pool(settings.database_url, SCHEMA, application_name="1tt-demo")
     try:
-        async with FactProducer(settings.kafka_bootstrap, registry, client_id="1tt-demo") as producer:
+        async with FactProducer(
+            settings.kafka_bootstrap, registry, client_id="1tt-demo"
+        ) as producer:
             await _send(producer, envelopes)
             return await _receive(settings, registry, producer, pool, envelopes)
     finally:
@@ -69,15 +75,20 @@ async def _send(producer: FactProducer, envelopes: list[Envelope]) -> None:
     print("\nSent to Kafka (idempotent producer, acks=all):")
     for envelope in envelopes:
         sent = await producer.publish(envelope)
-        print(f"  {envelope.event_type:<24} key={envelope.key[:18]:<18} -> "
-              f"{sent.topic}[{sent.partition}]@{sent.offset}")
+        print(
+            f"  {envelope.event_type:<24} key={envelope.key[:18]:<18} -> "
+            f"{sent.topic}[{sent.partition}]@{sent.offset}"
+        )
     resent = next(e for e in envelopes if e.event_type == "revenue.recorded")
     sent = await producer.publish(resent)
-    print(f"  {'revenue.recorded':<24} the same fact again, same event id -> "
-          f"{sent.topic}[{sent.partition}]@{sent.offset}")
+    print(
+        f"  {'revenue.recorded':<24} the same fact again, same event id -> "
+        f"{sent.topic}[{sent.partition}]@{sent.offset}"
+    )
     garbage_topic = producer.registry.fact_topic("revenue.recorded")
-    sent = await producer.publish_raw(garbage_topic, resent.key.encode(),
-                                      b"\x0a\xff\xff not a protobuf envelope", [])
+    sent = await producer.publish_raw(
+        garbage_topic, resent.key.encode(), b"\x0a\xff\xff not a protobuf envelope", []
+    )
     print(f"  {'(malformed bytes)':<24} {'':<22} -> {sent.topic}[{sent.partition}]@{sent.offset}")
 
 
@@ -85,8 +96,12 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
     correlation_id = envelopes[0].correlation_id
     journal = Inbox(pool, GROUP, journal_fact)
     consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap, registry=registry, group_id=GROUP,
-        event_types=BY_EVENT_TYPE, handler=journal, dead_letters=producer,
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=GROUP,
+        event_types=BY_EVENT_TYPE,
+        handler=journal,
+        dead_letters=producer,
     )
     ours = {e.event_id for e in envelopes}
     deadline = time.monotonic() + WAIT_S
@@ -94,28 +109,36 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
         while time.monotonic() < deadline:
             await consumer.poll_once()
             stored = await pool.fetchval(
-                "SELECT count(*) FROM fact_journal WHERE correlation_id = $1", correlation_id)
+                "SELECT count(*) FROM fact_journal WHERE correlation_id = $1", correlation_id
+            )
             if stored == len(ours) and journal.duplicate_count and consumer.dead_letter_count:
                 break
     rows = await pool.fetch(
         "SELECT event_type, event_id, payload FROM fact_journal WHERE correlation_id = $1 "
-        "ORDER BY event_type", correlation_id)
-    print(f"\nRead back by consumer group {GROUP!r} (read_committed, manual commits) "
-          f"and stored in PostgreSQL table {SCHEMA}.fact_journal:")
+        "ORDER BY event_type",
+        correlation_id,
+    )
+    print(
+        f"\nRead back by consumer group {GROUP!r} (read_committed, manual commits) "
+        f"and stored in PostgreSQL table {SCHEMA}.fact_journal:"
+    )
     for row in rows:
         summary = ", ".join(f"{k}={v}" for k, v in list(json.loads(row["payload"]).items())[:3])
         print(f"  {row['event_type']:<24} {row['event_id'][:8]}  {summary[:80]}")
     print(f"  redeliveries ignored by the inbox: {journal.duplicate_count}")
-    print(f"  dead-lettered to {registry.dead_letter_topic}: {consumer.dead_letter_count}"
-          + (f" ({consumer.last_dead_letter_reason})" if consumer.last_dead_letter_reason else ""))
+    print(
+        f"  dead-lettered to {registry.dead_letter_topic}: {consumer.dead_letter_count}"
+        + (f" ({consumer.last_dead_letter_reason})" if consumer.last_dead_letter_reason else "")
+    )
     ok = len(rows) == len(ours) and journal.duplicate_count >= 1 and consumer.dead_letter_count >= 1
     verdict = "DEMO OK" if ok else "DEMO FAILED"
-    print(f"\n{verdict} facts_sent={len(ours)} facts_stored={len(rows)} "
-          f"duplicates_ignored={journal.duplicate_count} "
-          f"dead_lettered={consumer.dead_letter_count}")
+    print(
+        f"\n{verdict} facts_sent={len(ours)} facts_stored={len(rows)} "
+        f"duplicates_ignored={journal.duplicate_count} "
+        f"dead_lettered={consumer.dead_letter_count}"
+    )
     return 0 if ok else 1
 
 
 def main(settings: Settings) -> int:
     return asyncio.run(run_demo(settings))
-

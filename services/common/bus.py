@@ -100,7 +100,10 @@ class FactProducer:
         )
 
     async def publish_raw(
-        self, topic: str, key: bytes | None, value: bytes | None,
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> RecordMetadata:
         """Send bytes as they are: for dead letters and for tests of bad input."""
@@ -208,10 +211,15 @@ class FactConsumer:
         delivery = Delivery(envelope, record.topic, record.partition, record.offset)
         parent = context_from_traceparent(envelope.traceparent)
         with tracer.start_as_current_span(
-            f"process {envelope.event_type}", context=parent, kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                        "messaging.kafka.consumer.group": self.group_id,
-                        "tt.event_id": envelope.event_id},
+            f"process {envelope.event_type}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.consumer.group": self.group_id,
+                "tt.event_id": envelope.event_id,
+            },
         ):
             await self._handle_with_retries(delivery, record)
 
@@ -229,8 +237,11 @@ class FactConsumer:
                     raise
                 log.warning(
                     "handler failed for %s %s (attempt %d/%d); retrying",
-                    delivery.envelope.event_type, delivery.envelope.event_id,
-                    attempt, self.max_attempts, exc_info=True,
+                    delivery.envelope.event_type,
+                    delivery.envelope.event_id,
+                    attempt,
+                    self.max_attempts,
+                    exc_info=True,
                 )
                 await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
 
@@ -252,5 +263,9 @@ class FactConsumer:
         self.last_dead_letter_reason = reason
         log.warning(
             "dead-lettered %s[%d]@%d for group %s: %s",
-            record.topic, record.partition, record.offset, self.group_id, reason,
+            record.topic,
+            record.partition,
+            record.offset,
+            self.group_id,
+            reason,
         )

@@ -50,7 +50,8 @@ class Settings:
         prefix = env.get("TT_TOPIC_PREFIX", "")
         if not _PREFIX_PATTERN.match(prefix):
             raise ConfigError(
-                f"TT_TOPIC_PREFIX may contain only letters, digits, '.', '_' and '-', got {prefix!r}"
+                "TT_TOPIC_PREFIX may contain only letters, digits, '.', '_' and '-', "
+                f"got {prefix!r}"
             )
         exporter = env.get("TT_OTEL_EXPORTER", "none")
         if exporter not in ("none", "console", "otlp"):

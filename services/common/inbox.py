@@ -45,17 +45,24 @@ class Inbox:
                 "INSERT INTO inbox (consumer_group, event_id, event_type, topic, partition, "
                 '"offset", payload_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7) '
                 "ON CONFLICT DO NOTHING RETURNING true",
-                self.consumer_group, envelope.event_id, envelope.event_type,
-                delivery.topic, delivery.partition, delivery.offset, digest.hexdigest(),
+                self.consumer_group,
+                envelope.event_id,
+                envelope.event_type,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                digest.hexdigest(),
             )
             if not first_time:
                 stored = await conn.fetchrow(
                     "SELECT event_type, payload_sha256 FROM inbox "
                     "WHERE consumer_group = $1 AND event_id = $2",
-                    self.consumer_group, envelope.event_id,
+                    self.consumer_group,
+                    envelope.event_id,
                 )
                 if (stored["event_type"], stored["payload_sha256"]) != (
-                    envelope.event_type, digest.hexdigest()
+                    envelope.event_type,
+                    digest.hexdigest(),
                 ):
                     raise PermanentFactError(
                         f"event id {envelope.event_id} was already applied as a "
@@ -63,8 +70,12 @@ class Inbox:
                         "may name only one fact"
                     )
                 self.duplicate_count += 1
-                log.info("%s already applied %s %s; skipping the redelivery",
-                         self.consumer_group, envelope.event_type, envelope.event_id)
+                log.info(
+                    "%s already applied %s %s; skipping the redelivery",
+                    self.consumer_group,
+                    envelope.event_type,
+                    envelope.event_id,
+                )
                 return False
             derived = await self.handler(conn, envelope)
             await write_outbox(conn, derived)

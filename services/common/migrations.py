@@ -75,7 +75,9 @@ async def migrate(
         )
         recorded = {
             (row["component"], row["version"]): row["checksum"]
-            for row in await conn.fetch("SELECT component, version, checksum FROM schema_migrations")
+            for row in await conn.fetch(
+                "SELECT component, version, checksum FROM schema_migrations"
+            )
         }
         for migration in wanted:
             label = f"{schema}: {migration.component}/{migration.version:04d}_{migration.name}.sql"
@@ -92,7 +94,10 @@ async def migrate(
                 await conn.execute(
                     "INSERT INTO schema_migrations (component, version, name, checksum) "
                     "VALUES ($1, $2, $3, $4)",
-                    migration.component, migration.version, migration.name, migration.checksum,
+                    migration.component,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
             applied.append(label)
     finally:

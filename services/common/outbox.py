@@ -42,13 +42,17 @@ async def write_outbox(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
         seq = await conn.fetchval(
             "INSERT INTO outbox (event_id, event_type, envelope) VALUES ($1, $2, $3) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING seq",
-            envelope.event_id, envelope.event_type, encode(envelope),
+            envelope.event_id,
+            envelope.event_type,
+            encode(envelope),
         )
         if seq is not None:
             added += 1
             continue
         stored = decode(
-            await conn.fetchval("SELECT envelope FROM outbox WHERE event_id = $1", envelope.event_id)
+            await conn.fetchval(
+                "SELECT envelope FROM outbox WHERE event_id = $1", envelope.event_id
+            )
         )
         if stored.event_type != envelope.event_type or payload_of(stored) != payload_of(envelope):
             raise OutboxConflictError(
@@ -98,7 +102,9 @@ class OutboxRelay:
     async def _acquire_leadership(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         # Session-level lock: released when this connection closes, including on a crash.
         while not stop.is_set():
-            if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.schema}"):
+            if await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.schema}"
+            ):
                 return
             log.info("another relay publishes %s's outbox; waiting", self.schema)
             await self._sleep(stop)
@@ -107,8 +113,9 @@ class OutboxRelay:
         self._wake.clear()
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
-            await asyncio.wait(waiters, timeout=self.poll_interval_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in waiters:
                 waiter.cancel()

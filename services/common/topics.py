@@ -67,13 +67,18 @@ class TopicRegistry:
     def specs(self) -> list[TopicSpec]:
         """Every topic with its settings: one per fact type, plus the dead-letter topic."""
         topics = [
-            TopicSpec(self.fact_topic(spec.event_type), self.partitions,
-                      self.replication_factor, dict(self.fact_configs))
+            TopicSpec(
+                self.fact_topic(spec.event_type),
+                self.partitions,
+                self.replication_factor,
+                dict(self.fact_configs),
+            )
             for spec in FACTS
         ]
         # Dead letters are kept forever too: each one is a fact someone must look at.
-        topics.append(TopicSpec(self.dead_letter_topic, 1, self.replication_factor,
-                                dict(self.fact_configs)))
+        topics.append(
+            TopicSpec(self.dead_letter_topic, 1, self.replication_factor, dict(self.fact_configs))
+        )
         return topics
 
 
@@ -103,8 +108,7 @@ async def describe_topic_configs(
                     f"{resource['error_message']} (error {resource['error_code']})"
                 )
             configs[resource["resource_name"]] = {
-                entry["config_names"]: entry["config_value"]
-                for entry in resource["config_entries"]
+                entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
             }
     return configs
 
@@ -118,11 +122,17 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
     existing = set(await admin.list_topics())
     missing = [spec for spec in specs if spec.name not in existing]
     if missing:
-        response = await admin.create_topics([
-            NewTopic(spec.name, spec.partitions, spec.replication_factor,
-                     topic_configs=dict(spec.configs))
-            for spec in missing
-        ])
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    spec.partitions,
+                    spec.replication_factor,
+                    topic_configs=dict(spec.configs),
+                )
+                for spec in missing
+            ]
+        )
         for topic_error in response.to_object()["topic_errors"]:
             code = topic_error["error_code"]
             if code and code != _TOPIC_ALREADY_EXISTS:  # a concurrent creator is fine
@@ -154,7 +164,8 @@ async def _drifted(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[T
     """The specs whose topic's settings on the broker differ from the registry's."""
     current = await _describe_when_visible(admin, [spec.name for spec in specs])
     return [
-        spec for spec in specs
+        spec
+        for spec in specs
         if any(current[spec.name].get(k) != v for k, v in spec.configs.items())
     ]
 
@@ -174,8 +185,9 @@ async def _describe_when_visible(
 
 async def ensure_topics_on_broker(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
     """`ensure_topics` with an admin client of its own."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="1tt-topics",
-                                request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="1tt-topics", request_timeout_ms=30_000
+    )
     await admin.start()
     try:
         return await ensure_topics(admin, specs)

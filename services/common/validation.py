@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from tt.facts.v1 import consumer_pb2, contribution_pb2, ledger_pb2
 
 from services.common.facts import BY_EVENT_TYPE, SCHEMA_VERSION, Envelope, payload_of
-from tt.facts.v1 import consumer_pb2, contribution_pb2, ledger_pb2
 
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -50,7 +50,9 @@ class _Problems(list[str]):
 
     def period(self, value: str) -> None:
         if not _PERIOD.match(value):
-            self.append(f"period must be a calendar month 'YYYY-MM' such as '2026-11', got {value!r}")
+            self.append(
+                f"period must be a calendar month 'YYYY-MM' such as '2026-11', got {value!r}"
+            )
 
     def timestamp_set(self, path: str, stamp: Timestamp) -> None:
         if stamp.seconds <= 0 and stamp.nanos == 0:
@@ -98,14 +100,18 @@ def _contribution_processed(fact: contribution_pb2.ContributionProcessed, p: _Pr
     p.sha256("config_sha256", fact.config_sha256)
     if fact.documents_kept > fact.documents_in:
         p.append(
-            f"documents_kept ({fact.documents_kept}) cannot exceed documents_in ({fact.documents_in})"
+            f"documents_kept ({fact.documents_kept}) cannot exceed "
+            f"documents_in ({fact.documents_in})"
         )
     if fact.tokens_accepted > fact.tokens_raw:
         p.append(
             f"tokens_accepted ({fact.tokens_accepted}) cannot exceed tokens_raw ({fact.tokens_raw})"
         )
     removed = sum(removal.documents for removal in fact.removals)
-    if fact.documents_kept <= fact.documents_in and removed != fact.documents_in - fact.documents_kept:
+    if (
+        fact.documents_kept <= fact.documents_in
+        and removed != fact.documents_in - fact.documents_kept
+    ):
         p.append(
             f"removals account for {removed} documents but documents_in - documents_kept is "
             f"{fact.documents_in - fact.documents_kept}: every removed document needs a reason"
@@ -178,7 +184,12 @@ def _revenue_adjusted(fact: consumer_pb2.RevenueAdjusted, p: _Problems) -> None:
 
 def _allocation_made(fact: ledger_pb2.AllocationMade, p: _Problems) -> None:
     p.required(
-        fact, "allocation_id", "revenue_id", "service_id", "agreement_id", "contributor_id",
+        fact,
+        "allocation_id",
+        "revenue_id",
+        "service_id",
+        "agreement_id",
+        "contributor_id",
         "contribution_id",
     )
     p.period(fact.period)

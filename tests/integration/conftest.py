@@ -29,9 +29,11 @@ def settings() -> Settings:
 @pytest.fixture(scope="session", autouse=True)
 def stack_is_up(settings: Settings) -> None:
     """Fail fast, in words, when the stack is not running (rather than timing out per test)."""
+
     async def probe() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                    request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000
+        )
         await asyncio.wait_for(admin.start(), 10)
         await admin.close()
         conn = await asyncio.wait_for(asyncpg.connect(settings.database_url), 10)
@@ -39,10 +41,12 @@ def stack_is_up(settings: Settings) -> None:
 
     try:
         asyncio.run(probe())
-    except Exception as error:  # noqa: BLE001 - any failure means the same thing here
-        pytest.exit(f"the local stack is not reachable ({error!r}); run 'make up' first "
-                    f"(Kafka {settings.kafka_bootstrap}, Postgres {settings.database_url})",
-                    returncode=3)
+    except Exception as error:
+        pytest.exit(
+            f"the local stack is not reachable ({error!r}); run 'make up' first "
+            f"(Kafka {settings.kafka_bootstrap}, Postgres {settings.database_url})",
+            returncode=3,
+        )
 
 
 @pytest.fixture
@@ -52,8 +56,9 @@ def unique() -> str:
 
 @pytest.fixture
 async def admin(settings):
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                 request_timeout_ms=30_000)
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30_000
+    )
     await client.start()
     yield client
     await client.close()
@@ -96,9 +101,14 @@ async def producer(settings, registry):
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0):
     """Every message on `topic` (read_committed, from the start), waiting for `expected`."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     records = []
     try:

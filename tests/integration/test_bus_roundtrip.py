@@ -30,9 +30,14 @@ async def test_every_fact_type_round_trips_through_kafka(settings, registry, pro
     async def collect(delivery: Delivery) -> None:
         received[delivery.envelope.event_id] = delivery
 
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=f"roundtrip-{unique}", event_types=BY_EVENT_TYPE,
-                            handler=collect, dead_letters=producer)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=f"roundtrip-{unique}",
+        event_types=BY_EVENT_TYPE,
+        handler=collect,
+        dead_letters=producer,
+    )
     async with consumer:
         await consume_until(consumer, lambda: len(received) == len(sent))
         for topic, partition in {(d.topic, d.partition) for d in received.values()}:
@@ -47,10 +52,14 @@ async def test_every_fact_type_round_trips_through_kafka(settings, registry, pro
     assert consumer.dead_letter_count == 0
 
 
-async def test_facts_are_keyed_and_carry_their_type_in_headers(settings, registry, producer, unique):
+async def test_facts_are_keyed_and_carry_their_type_in_headers(
+    settings, registry, producer, unique
+):
     envelope = next(e for e in example_envelopes(unique) if e.event_type == "revenue.recorded")
     await producer.publish(envelope)
-    [record] = await read_topic(settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 1)
+    [record] = await read_topic(
+        settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 1
+    )
     assert record.key == envelope.key.encode()
     assert record.value == encode(envelope)
     headers = dict(record.headers)
@@ -78,9 +87,14 @@ async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original
     async def collect(delivery: Delivery) -> None:
         handled.append(delivery.envelope.event_id)
 
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=f"dlq-{unique}", event_types=BY_EVENT_TYPE,
-                            handler=collect, dead_letters=producer)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=f"dlq-{unique}",
+        event_types=BY_EVENT_TYPE,
+        handler=collect,
+        dead_letters=producer,
+    )
     async with consumer:
         await consume_until(consumer, lambda: consumer.dead_letter_count == 3 and handled)
     assert handled == [good.event_id]
@@ -108,12 +122,18 @@ async def test_a_handler_can_reject_a_fact_permanently(settings, registry, produ
     async def refuse(delivery: Delivery) -> None:
         raise PermanentFactError("contribution references an unknown contributor")
 
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=f"reject-{unique}", event_types=BY_EVENT_TYPE,
-                            handler=refuse, dead_letters=producer)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=f"reject-{unique}",
+        event_types=BY_EVENT_TYPE,
+        handler=refuse,
+        dead_letters=producer,
+    )
     async with consumer:
         await consume_until(consumer, lambda: consumer.dead_letter_count == 1)
     [record] = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 1)
     assert dict(record.headers)["dead_letter.reason"] == (
-        b"handler rejected the fact: contribution references an unknown contributor")
+        b"handler rejected the fact: contribution references an unknown contributor"
+    )
     assert record.value == encode(envelope)

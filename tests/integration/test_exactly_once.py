@@ -27,10 +27,18 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_worker(*args: str, failpoints: str = "", timeout_s: float = 90) -> subprocess.CompletedProcess:
+def run_worker(
+    *args: str, failpoints: str = "", timeout_s: float = 90
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "TT_FAILPOINTS": failpoints}
-    return subprocess.run([sys.executable, "-m", "tests.integration.worker", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.integration.worker", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def stats(result: subprocess.CompletedProcess) -> dict:
@@ -49,8 +57,17 @@ async def test_a_consumer_killed_after_its_db_commit_reprocesses_without_a_secon
     sent = example_envelopes(unique)
     for envelope in sent:
         await producer.publish(envelope)
-    args = ["consume", "--prefix", registry.prefix, "--schema", schema,
-            "--group", f"crash-{unique}", "--expect", str(len(sent))]
+    args = [
+        "consume",
+        "--prefix",
+        registry.prefix,
+        "--schema",
+        schema,
+        "--group",
+        f"crash-{unique}",
+        "--expect",
+        str(len(sent)),
+    ]
 
     crashed = run_worker(*args, failpoints="consumer.before_offset_commit")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
@@ -74,9 +91,14 @@ async def _fill_outbox(pool, envelopes) -> None:
 async def _apply_all(settings, registry, producer, pool, group: str, expected: int) -> Inbox:
     await pool.execute(EFFECTS_TABLE)
     inbox = Inbox(pool, group, count_effect)
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=group, event_types=BY_EVENT_TYPE, handler=inbox,
-                            dead_letters=producer)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=group,
+        event_types=BY_EVENT_TYPE,
+        handler=inbox,
+        dead_letters=producer,
+    )
     async with consumer:
         deadline = asyncio.get_running_loop().time() + 30
         while inbox.applied_count + inbox.duplicate_count < expected:
@@ -94,9 +116,12 @@ async def test_a_relay_killed_before_publishing_publishes_after_restart(
 
     crashed = run_worker(*args, failpoints="relay.before_publish")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(derived)
-    nothing = await read_topic(settings.kafka_bootstrap,
-                               registry.fact_topic("revenue.recorded"), 0, timeout_s=1)
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(
+        derived
+    )
+    nothing = await read_topic(
+        settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 0, timeout_s=1
+    )
     assert nothing == []
 
     assert stats(run_worker(*args))["published"] == len(derived)
@@ -115,14 +140,18 @@ async def test_a_relay_killed_after_publishing_publishes_again_and_consumers_app
 
     crashed = run_worker(*args, failpoints="relay.after_publish")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(derived)
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(
+        derived
+    )
     assert stats(run_worker(*args))["published"] == len(derived)
 
     # Every fact is now on the log twice, with the same event id.
     copies = await read_topic(settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 2)
     assert len(copies) == 2 and decode(copies[0].value) == decode(copies[1].value)
 
-    inbox = await _apply_all(settings, registry, producer, pool, f"after-{unique}", 2 * len(derived))
+    inbox = await _apply_all(
+        settings, registry, producer, pool, f"after-{unique}", 2 * len(derived)
+    )
     assert inbox.applied_count == len(derived)
     assert inbox.duplicate_count == len(derived)
     assert await effects(pool) == {envelope.event_id: 1 for envelope in derived}
@@ -151,16 +180,22 @@ async def test_the_inbox_dead_letters_a_different_fact_reusing_an_applied_event_
     await producer.publish(original)
     await producer.publish(impostor)
     inbox = Inbox(pool, f"reuse-{unique}", count_effect)
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=f"reuse-{unique}", event_types=BY_EVENT_TYPE,
-                            handler=inbox, dead_letters=producer)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=f"reuse-{unique}",
+        event_types=BY_EVENT_TYPE,
+        handler=inbox,
+        dead_letters=producer,
+    )
     async with consumer:
         deadline = asyncio.get_running_loop().time() + 30
         while consumer.dead_letter_count == 0 and asyncio.get_running_loop().time() < deadline:
             await consumer.poll_once(timeout_ms=300)
     assert consumer.dead_letter_count == 1
     assert "already applied as a contribution.received fact with different content" in (
-        consumer.last_dead_letter_reason)
+        consumer.last_dead_letter_reason
+    )
     assert await effects(pool) == {original.event_id: 1}
 
 
@@ -204,7 +239,11 @@ async def test_migrations_apply_once_and_catch_an_edited_file(settings, schema, 
             await migrate(conn, schema, load_migrations("widgets", tmp_path))
         # The failed migration left nothing behind: no table, no record.
         assert await conn.fetchval("SELECT to_regclass('gadgets')") is None
-        assert await conn.fetchval(
-            "SELECT count(*) FROM schema_migrations WHERE component = 'widgets'") == 1
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM schema_migrations WHERE component = 'widgets'"
+            )
+            == 1
+        )
     finally:
         await conn.close()

@@ -18,6 +18,7 @@ async def retention_becomes(admin, topic: str, value: str) -> bool:
         await asyncio.sleep(0.1)
     return False
 
+
 pytestmark = pytest.mark.integration
 
 
@@ -38,8 +39,9 @@ async def test_ensure_topics_is_idempotent_and_repairs_drift(admin, registry):
     specs = registry.specs()
     assert await ensure_topics(admin, specs) == []  # all exist: nothing created
     victim = registry.fact_topic("revenue.recorded")
-    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, victim,
-                                              {"retention.ms": "60000"})])
+    await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, victim, {"retention.ms": "60000"})]
+    )
     assert await retention_becomes(admin, victim, "60000")
     await ensure_topics(admin, specs)
     repaired = (await describe_topic_configs(admin, [victim]))[victim]

@@ -33,7 +33,9 @@ async def count_effect(conn: asyncpg.Connection, envelope: Envelope) -> list[Env
     """A deliberately non-idempotent effect: applying a fact twice would show 2."""
     await conn.execute(
         "INSERT INTO effects (event_id, applications) VALUES ($1, 1) ON CONFLICT (event_id) "
-        "DO UPDATE SET applications = effects.applications + 1", envelope.event_id)
+        "DO UPDATE SET applications = effects.applications + 1",
+        envelope.event_id,
+    )
     return []
 
 
@@ -43,9 +45,15 @@ async def consume(settings: Settings, args: argparse.Namespace) -> dict:
     await pool.execute(EFFECTS_TABLE)
     inbox = Inbox(pool, args.group, count_effect)
     async with FactProducer(settings.kafka_bootstrap, registry, client_id="worker") as producer:
-        consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                                group_id=args.group, event_types=BY_EVENT_TYPE, handler=inbox,
-                                dead_letters=producer, session_timeout_ms=6000)
+        consumer = FactConsumer(
+            bootstrap=settings.kafka_bootstrap,
+            registry=registry,
+            group_id=args.group,
+            event_types=BY_EVENT_TYPE,
+            handler=inbox,
+            dead_letters=producer,
+            session_timeout_ms=6000,
+        )
         async with consumer:
             deadline = time.monotonic() + args.timeout_s
             idle_since = None
@@ -56,15 +64,23 @@ async def consume(settings: Settings, args: argparse.Namespace) -> dict:
                 if done and idle_since and time.monotonic() - idle_since > args.idle_s:
                     break
     await pool.close()
-    return {"applied": inbox.applied_count, "duplicates": inbox.duplicate_count,
-            "dead_lettered": consumer.dead_letter_count}
+    return {
+        "applied": inbox.applied_count,
+        "duplicates": inbox.duplicate_count,
+        "dead_lettered": consumer.dead_letter_count,
+    }
 
 
 async def relay(settings: Settings, args: argparse.Namespace) -> dict:
     registry = TopicRegistry(prefix=args.prefix)
     async with FactProducer(settings.kafka_bootstrap, registry, client_id="relay") as producer:
-        outbox_relay = OutboxRelay(settings.database_url, args.schema, producer,
-                                   batch_size=args.batch_size, poll_interval_s=0.2)
+        outbox_relay = OutboxRelay(
+            settings.database_url,
+            args.schema,
+            producer,
+            batch_size=args.batch_size,
+            poll_interval_s=0.2,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(outbox_relay.run(stop))
         conn = await connect(settings.database_url, args.schema, application_name="worker")

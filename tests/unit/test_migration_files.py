@@ -18,5 +18,5 @@ def test_a_gap_in_versions_is_refused(tmp_path):
 
 def test_a_badly_named_file_is_refused(tmp_path):
     (tmp_path / "1_Init.sql").write_text("select 1;")
-    with pytest.raises(MigrationError, match="NNNN_lower_case_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_lower_case_name\.sql"):
         load_migrations("x", tmp_path)
