@@ -16,6 +16,15 @@ GEN_STAMP := gen/python/.generated-stamp
 STACK := deploy/local/stack.sh
 export PYTHON := $(abspath $(PY))
 
+# Where the local stack listens; override any of these in the environment. The services
+# and tests read TT_KAFKA_BOOTSTRAP and TT_DATABASE_URL, derived here from the same values.
+export TT_KAFKA_HOST ?= 127.0.0.1
+export TT_KAFKA_PORT ?= 9092
+export TT_PG_HOST ?= 127.0.0.1
+export TT_PG_PORT ?= 55432
+export TT_KAFKA_BOOTSTRAP ?= $(TT_KAFKA_HOST):$(TT_KAFKA_PORT)
+export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
+
 .PHONY: help venv proto lint up down status reset demo test test-unit test-integration lock clean
 
 help:
