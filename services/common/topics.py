@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.facts import BY_EVENT_TYPE, FACTS
@@ -140,6 +140,7 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
                     f"broker refused to create topic {topic_error['topic']}: "
                     f"{topic_error.get('error_message') or 'error code ' + str(code)}"
                 )
+    await _add_missing_partitions(admin, [spec for spec in specs if spec.name in existing])
     drifted = await _drifted(admin, specs)
     for spec in drifted:
         log.warning("topic %s settings drifted, restoring %s", spec.name, dict(spec.configs))
@@ -158,6 +159,23 @@ async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> l
             )
         await asyncio.sleep(0.1 if drifted else 0)
     return [spec.name for spec in missing]
+
+
+async def _add_missing_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    described = await admin.describe_topics([spec.name for spec in specs])
+    have = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    grow = {
+        spec.name: NewPartitions(spec.partitions)
+        for spec in specs
+        if have.get(spec.name, spec.partitions) < spec.partitions
+    }
+    if grow:
+        log.warning("adding partitions: %s", {name: p.total_count for name, p in grow.items()})
+        # Adding partitions moves keys to new partitions: per-key order holds only for
+        # facts produced after the change. Plan partition counts up front in production.
+        await admin.create_partitions(grow)
 
 
 async def _drifted(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicSpec]:

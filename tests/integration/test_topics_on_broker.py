@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -47,3 +48,24 @@ async def test_ensure_topics_is_idempotent_and_repairs_drift(admin, registry):
     repaired = (await describe_topic_configs(admin, [victim]))[victim]
     assert repaired["retention.ms"] == "-1"
     assert repaired["cleanup.policy"] == "delete"
+
+
+async def test_ensure_topics_adds_partitions_but_never_removes_them(admin, registry):
+    victim = registry.fact_topic("payout.issued")
+    [spec] = [spec for spec in registry.specs() if spec.name == victim]
+    grown = dataclasses.replace(spec, partitions=spec.partitions + 2)
+    await ensure_topics(admin, [grown])
+    assert await partitions_become(admin, victim, spec.partitions + 2)
+    await ensure_topics(admin, [spec])  # asking for fewer leaves them as they are
+    await asyncio.sleep(0.5)
+    assert await partitions_become(admin, victim, spec.partitions + 2)
+
+
+async def partitions_become(admin, topic: str, expected: int) -> bool:
+    """Metadata of new partitions propagates asynchronously; wait up to 5 s."""
+    for _ in range(50):
+        [described] = await admin.describe_topics([topic])
+        if len(described["partitions"]) == expected:
+            return True
+        await asyncio.sleep(0.1)
+    return False
