@@ -46,7 +46,7 @@ proto: $(GEN_STAMP)
 $(GEN_STAMP): $(PROTO_FILES)
 	@test -x $(PY) || { echo "run 'make venv' first"; exit 1; }
 	rm -rf gen/python && mkdir -p gen/python
-	$(PY) -m grpc_tools.protoc -I proto --python_out=gen/python --pyi_out=gen/python $(PROTO_FILES)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=gen/python --pyi_out=gen/python --grpc_python_out=gen/python $(PROTO_FILES)
 	@touch $@
 
 lint: venv

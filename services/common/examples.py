@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from tt.facts.v1 import common_pb2, consumer_pb2, contribution_pb2, ledger_pb2
+from tt.facts.v1 import common_pb2, consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 from services.common.facts import FACTS, Envelope, make_envelope, timestamp
 from services.common.ids import derived_id
@@ -161,6 +161,13 @@ def example_payloads(run_id: str) -> dict[str, object]:
             opening_carried_micros=0,
             carried_forward_micros=0,
             allocation_ids=[derived_id("allocation.made", revenue_id, contribution_id)],
+        ),
+        "principal.registered": identity_pb2.PrincipalRegistered(
+            principal_id=contributor_id,
+            role=identity_pb2.ROLE_CONTRIBUTOR,
+            name=f"ACME {run_id}",
+            api_key_sha256=_sha(f"key {run_id}"),
+            api_key_prefix="tt_example",
         ),
     }
 

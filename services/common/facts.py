@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from tt.facts.v1 import consumer_pb2, contribution_pb2, envelope_pb2, ledger_pb2
+from tt.facts.v1 import consumer_pb2, contribution_pb2, envelope_pb2, identity_pb2, ledger_pb2
 
 Envelope = envelope_pb2.Envelope
 
@@ -48,6 +48,7 @@ FACTS: tuple[FactSpec, ...] = (
     FactSpec("revenue.adjusted", consumer_pb2.RevenueAdjusted, "service_id"),
     FactSpec("allocation.made", ledger_pb2.AllocationMade, "contributor_id"),
     FactSpec("payout.issued", ledger_pb2.PayoutIssued, "contributor_id"),
+    FactSpec("principal.registered", identity_pb2.PrincipalRegistered, "principal_id"),
 )
 BY_EVENT_TYPE: dict[str, FactSpec] = {spec.event_type: spec for spec in FACTS}
 _BY_MESSAGE: dict[str, FactSpec] = {spec.message.DESCRIPTOR.full_name: spec for spec in FACTS}

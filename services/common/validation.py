@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from tt.facts.v1 import consumer_pb2, contribution_pb2, ledger_pb2
+from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 from services.common.facts import BY_EVENT_TYPE, SCHEMA_VERSION, Envelope, payload_of
 
@@ -216,6 +216,12 @@ def _payout_issued(fact: ledger_pb2.PayoutIssued, p: _Problems) -> None:
     p.unique("allocation_ids", fact.allocation_ids)
 
 
+def _principal_registered(fact: identity_pb2.PrincipalRegistered, p: _Problems) -> None:
+    p.required(fact, "principal_id", "name", "api_key_prefix")
+    p.enum_set(fact, "role")
+    p.sha256("api_key_sha256", fact.api_key_sha256)
+
+
 _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "contribution.received": _contribution_received,
     "contribution.processed": _contribution_processed,
@@ -227,6 +233,7 @@ _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "revenue.adjusted": _revenue_adjusted,
     "allocation.made": _allocation_made,
     "payout.issued": _payout_issued,
+    "principal.registered": _principal_registered,
 }
 if set(_VALIDATORS) != set(BY_EVENT_TYPE):  # a new fact type must come with its rules
     raise RuntimeError("validation rules and the fact registry list different fact types")

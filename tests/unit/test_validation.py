@@ -144,6 +144,9 @@ CASES = [
     ("allocation.made", _payload(_set(total_weight=0)), "total_weight must be positive"),
     # payout.issued
     ("payout.issued", _payload(_set(amount_minor=-1)), "a debt is carried"),
+    # principal.registered
+    ("principal.registered", _payload(_set(role=0)), "role must be set to one of"),
+    ("principal.registered", _payload(_set(api_key_sha256="secret")), "api_key_sha256 must be 64"),
     (
         "payout.issued",
         _payload(lambda p: p.allocation_ids.append(p.allocation_ids[0])),
