@@ -15,6 +15,7 @@
 #                  then Kafka, then Postgres; remove the PID files
 #   status         show what runs; exit 0 if Kafka and Postgres are both up, 1 otherwise
 #   kafka-restart  stop and start Kafka, wait until it answers
+#   kafka-stop     stop Kafka only (data kept); kafka-start starts it again and waits
 #   pg-restart     stop and start Postgres, wait until it answers
 #   reset          down, then delete the Kafka and Postgres data (keeps the jar cache)
 #   env            print `export` lines for TT_KAFKA_BOOTSTRAP and TT_DATABASE_URL
@@ -851,6 +852,24 @@ cmd_kafka_restart() {
   log "kafka-restart: done ($(elapsed "$t0")s)"
 }
 
+# Fault tests take the broker away and bring it back, with the data kept.
+cmd_kafka_stop() {
+  take_lock
+  kafka_stop
+  log "kafka-stop: done"
+}
+
+cmd_kafka_start() {
+  local t0
+  t0="$(now)"
+  take_lock
+  ensure_java
+  kafka_ensure_libs
+  if [[ -z "$(kafka_pid)" ]]; then kafka_start; fi
+  kafka_wait
+  log "kafka-start: done ($(elapsed "$t0")s)"
+}
+
 cmd_pg_restart() {
   local t0
   t0="$(now)"
@@ -890,6 +909,8 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     kafka-restart) cmd_kafka_restart ;;
+    kafka-stop) cmd_kafka_stop ;;
+    kafka-start) cmd_kafka_start ;;
     pg-restart) cmd_pg_restart ;;
     reset) cmd_reset ;;
     env) cmd_env ;;

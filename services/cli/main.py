@@ -1,15 +1,21 @@
-"""The `1tt` command: one entry point for contributors, the consumer, operators and auditors.
-At this stage it manages the local stack's topics and runs the demo."""
+"""The `1tt` command: one entry point for contributors, the consumer, operators and auditors."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
+import os
 import sys
+from pathlib import Path
+
+import grpc
 
 from services.common.config import ConfigError, Settings
 from services.common.topics import describe_topic_configs_on_broker, ensure_topics_on_broker
+
+DEFAULT_INGEST_ADDRESS = "127.0.0.1:50051"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,12 +24,71 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     stack = commands.add_parser("stack", help="prepare the platform's topics on the broker")
     stack.add_subparsers(dest="stack_command", required=True).add_parser(
         "prepare", help="create every registered topic, or repair its settings"
     )
     commands.add_parser("topics", help="list the registered topics and their broker settings")
-    commands.add_parser("demo", help="push one fact of every type through Kafka into Postgres")
+    commands.add_parser("demo", help="run the end-to-end demo")
+
+    admin = commands.add_parser("admin", help="operator tasks").add_subparsers(
+        dest="admin_command", required=True
+    )
+    admin.add_parser("init-secrets", help="create the local stack's keys if missing")
+    add = admin.add_parser("add-principal", help="register a principal and print its API key")
+    add.add_argument(
+        "--role", required=True, choices=["contributor", "consumer", "auditor", "operator"]
+    )
+    add.add_argument("--name", required=True)
+    add.add_argument("--json", action="store_true")
+    add.add_argument(
+        "--wait-s",
+        type=float,
+        default=15.0,
+        help="how long to wait for the ingest service to pick it up",
+    )
+
+    def client_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--api-key", default=None, help="default: $TT_API_KEY")
+        sub.add_argument(
+            "--address",
+            default=None,
+            help=f"ingest service (default: $TT_INGEST_ADDRESS or {DEFAULT_INGEST_ADDRESS})",
+        )
+
+    contribute = commands.add_parser("contribute", help="upload files or folders as contributions")
+    contribute.add_argument("paths", nargs="+", metavar="PATH")
+    contribute.add_argument("--dataset", required=True, help="the dataset these files belong to")
+    contribute.add_argument(
+        "--upload-id",
+        help="idempotency key (single file; default: "
+        "derived from the dataset and the file's SHA-256)",
+    )
+    contribute.add_argument("--format", choices=["text", "jsonl", "parquet"])
+    contribute.add_argument("--compression", choices=["none", "gzip", "zstd"])
+    contribute.add_argument("--json", action="store_true", help="one JSON receipt per line")
+    contribute.add_argument("--progress", choices=["auto", "always", "never"], default="auto")
+    client_options(contribute)
+
+    listing = commands.add_parser("contributions", help="list your contributions")
+    listing.add_argument("--json", action="store_true")
+    client_options(listing)
+    one = commands.add_parser("contribution", help="one contribution with its report")
+    one.add_argument("contribution_id")
+    client_options(one)
+    withdraw = commands.add_parser("withdraw", help="withdraw one of your contributions")
+    withdraw.add_argument("contribution_id")
+    withdraw.add_argument("--reason", default="")
+    client_options(withdraw)
+
+    verify = commands.add_parser("verify-receipt", help="check receipts' platform signatures")
+    verify.add_argument("file", nargs="?", default="-", help="JSON receipts, one per line")
+    verify.add_argument(
+        "--public-key",
+        help="file with the platform's base64 Ed25519 public key (default: ask the ingest service)",
+    )
+    verify.add_argument("--address", default=None)
     return parser
 
 
@@ -49,6 +114,88 @@ async def _topics(settings: Settings) -> int:
     return 0
 
 
+def _client(args):
+    from services.cli.client import IngestClient
+
+    address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
+    return IngestClient(address, args.api_key or os.environ.get("TT_API_KEY"))
+
+
+async def _contributor(args) -> int:
+    from services.cli import contribute
+    from services.common.identity import api_key_from_authorization
+    from services.ingest.formats import compression_from_name, format_from_name
+
+    key = args.api_key or os.environ.get("TT_API_KEY")
+    if not key or api_key_from_authorization(f"Bearer {key}") is None:
+        raise contribute.CliError(
+            "an API key is needed: set TT_API_KEY or pass --api-key (an operator creates "
+            "one with '1tt admin add-principal --role contributor --name NAME')"
+        )
+    async with _client(args) as client:
+        if args.command == "contribute":
+            progress = {"auto": sys.stderr.isatty(), "always": True, "never": False}[args.progress]
+            return await contribute.contribute(
+                client,
+                args.paths,
+                args.dataset,
+                upload_id=args.upload_id,
+                fmt=format_from_name(args.format) if args.format else None,
+                compression=compression_from_name(args.compression) if args.compression else None,
+                as_json=args.json,
+                progress=progress,
+            )
+        if args.command == "contributions":
+            return await contribute.list_contributions(client, args.json)
+        if args.command == "contribution":
+            import json
+
+            result = await client.get(args.contribution_id)
+            print(json.dumps(contribute.contribution_to_json(result), indent=2))
+            return 0
+        if args.command == "withdraw":
+            response = await client.withdraw(args.contribution_id, args.reason)
+            print(
+                f"withdrawn: {response.contribution_id}, effective "
+                f"{response.effective_at.ToJsonString()} (fact {response.event_id})"
+            )
+            return 0
+    raise AssertionError(args.command)
+
+
+def _verify(args) -> int:
+    from services.cli import contribute
+    from services.cli.client import IngestClient
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    if args.public_key:
+        public_key = base64.b64decode(Path(args.public_key).read_text().strip())
+    else:
+        address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
+
+        async def fetch() -> bytes:
+            async with IngestClient(address, None) as client:
+                return (await client.receipt_key()).public_key
+
+        public_key = asyncio.run(fetch())
+    return contribute.verify_receipts(text, public_key)
+
+
+async def _admin(settings: Settings, args) -> int:
+    from services.cli import admin
+
+    run_dir = Path(os.environ.get("TT_RUN_DIR", ".run"))
+    if args.admin_command == "init-secrets":
+        created = admin.init_secrets(run_dir)
+        print(f"secrets: {len(created)} created" + "".join(f"\n  {p}" for p in created))
+        return 0
+    record, seen = await admin.add_principal(
+        settings, args.role, args.name, os.environ.get("TT_INGEST_SCHEMA", "ingest"), args.wait_s
+    )
+    admin.print_principal(record, seen, args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -59,20 +206,30 @@ def main(argv: list[str] | None = None) -> int:
         # Leader elections on brand-new topics make the producer retry, and it says so;
         # the retry is the designed behaviour, not something a user must act on.
         logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    from services.cli.contribute import CliError
+    from services.ingest.formats import UploadRejected
+
     try:
         settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"1tt: {error}", file=sys.stderr)
-        return 2
-    if args.command == "stack":
-        return asyncio.run(_prepare(settings))
-    if args.command == "topics":
-        return asyncio.run(_topics(settings))
-    if args.command == "demo":
-        from services.cli import demo
+        if args.command == "stack":
+            return asyncio.run(_prepare(settings))
+        if args.command == "topics":
+            return asyncio.run(_topics(settings))
+        if args.command == "demo":
+            from services.cli import demo
 
-        return demo.main(settings)
-    raise AssertionError(f"unhandled command {args.command}")
+            return demo.main(settings)
+        if args.command == "admin":
+            return asyncio.run(_admin(settings, args))
+        if args.command == "verify-receipt":
+            return _verify(args)
+        return asyncio.run(_contributor(args))
+    except (ConfigError, CliError, UploadRejected, ValueError, OSError) as error:
+        print(f"1tt: {error}", file=sys.stderr)
+        return 1 if not isinstance(error, ConfigError) else 2
+    except grpc.aio.AioRpcError as error:
+        print(f"1tt: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

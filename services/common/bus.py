@@ -62,7 +62,14 @@ def fact_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
 class FactProducer:
     """Publishes facts to their registered topics. Use as an async context manager."""
 
-    def __init__(self, bootstrap: str, registry: TopicRegistry, *, client_id: str):
+    def __init__(
+        self,
+        bootstrap: str,
+        registry: TopicRegistry,
+        *,
+        client_id: str,
+        request_timeout_ms: int = 30_000,
+    ):
         self.registry = registry
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -72,7 +79,9 @@ class FactProducer:
             # replica has it.
             enable_idempotence=True,
             acks="all",
-            request_timeout_ms=30_000,
+            # Also the delivery deadline: a fact not acknowledged by then fails its send
+            # and is not delivered later, so the caller's answer (accepted or not) holds.
+            request_timeout_ms=request_timeout_ms,
             linger_ms=2,
         )
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from tt.facts.v1 import consumer_pb2, contribution_pb2, envelope_pb2, identity_pb2, ledger_pb2
 
 Envelope = envelope_pb2.Envelope

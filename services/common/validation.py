@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 from services.common.facts import BY_EVENT_TYPE, SCHEMA_VERSION, Envelope, payload_of
+from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

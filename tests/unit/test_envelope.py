@@ -3,7 +3,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tt.facts.v1 import consumer_pb2
 
 from services.common.examples import example_envelopes, example_payloads
 from services.common.facts import (
@@ -18,6 +17,7 @@ from services.common.facts import (
     spec_for_payload,
 )
 from services.common.validation import validate_envelope
+from tt.facts.v1 import consumer_pb2
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -3,11 +3,11 @@
 from collections.abc import Callable
 
 import pytest
-from tt.facts.v1 import contribution_pb2
 
 from services.common.examples import example_envelopes
 from services.common.facts import Envelope, payload_of
 from services.common.validation import FactValidationError, validate_envelope
+from tt.facts.v1 import contribution_pb2
 
 
 def _example(event_type: str) -> Envelope:

@@ -1,0 +1,115 @@
+"""Operator verbs: `1tt admin init-secrets` and `1tt admin add-principal`.
+
+These run on the platform's side with access to its Kafka and PostgreSQL: a principal is
+a fact on the log (principal.registered), which every service projects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.common.blobstore import write_keypair
+from services.common.bus import FactProducer
+from services.common.config import Settings
+from services.common.facts import make_envelope
+from services.common.identity import ROLE_NAMES, generate_api_key, role_number
+from services.common.ids import new_id
+from services.common.topics import ensure_topics_on_broker
+from services.ingest.receipts import generate_signing_key
+from tt.facts.v1 import identity_pb2
+
+
+def secret_paths(run_dir: Path) -> dict[str, Path]:
+    secrets = run_dir / "secrets"
+    return {
+        "receipt_signing_key": secrets / "receipt-signing.key",
+        "blob_private_key": secrets / "blob-preprocess.key",
+        "blob_public_key": secrets / "blob-preprocess.pub",
+    }
+
+
+def init_secrets(run_dir: Path) -> list[Path]:
+    """Create the local stack's keys if they are missing; never replace existing ones."""
+    paths = secret_paths(run_dir)
+    paths["receipt_signing_key"].parent.mkdir(parents=True, exist_ok=True)
+    paths["receipt_signing_key"].parent.chmod(0o700)
+    created = []
+    if not paths["receipt_signing_key"].exists():
+        generate_signing_key(paths["receipt_signing_key"])
+        created.append(paths["receipt_signing_key"])
+    if not paths["blob_private_key"].exists():
+        write_keypair(paths["blob_private_key"], paths["blob_public_key"])
+        created += [paths["blob_private_key"], paths["blob_public_key"]]
+    return created
+
+
+async def add_principal(
+    settings: Settings, role: str, name: str, ingest_schema: str, wait_s: float
+) -> tuple[dict, bool]:
+    """Register a principal on the log and wait until ingest can authenticate it.
+    Returns the printable record (with the key, shown once) and whether ingest saw it."""
+    import asyncpg
+
+    role_value = role_number(role)
+    if not name.strip():
+        raise ValueError("--name must not be empty")
+    key = generate_api_key()
+    fact = identity_pb2.PrincipalRegistered(
+        principal_id=new_id(),
+        role=role_value,
+        name=name.strip(),
+        api_key_sha256=key.sha256,
+        api_key_prefix=key.prefix,
+    )
+    now = datetime.now(UTC)
+    envelope = make_envelope(
+        fact, event_id=new_id(), producer="1tt-admin", occurred_at=now, recorded_at=now
+    )
+    registry = settings.topic_registry()
+    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
+    async with FactProducer(settings.kafka_bootstrap, registry, client_id="1tt-admin") as producer:
+        await producer.publish(envelope)
+    record = {
+        "principal_id": fact.principal_id,
+        "role": ROLE_NAMES[role_value],
+        "name": fact.name,
+        "api_key": key.key,
+        "api_key_prefix": key.prefix,
+    }
+    seen = False
+    try:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while not seen and asyncio.get_running_loop().time() < deadline:
+                seen = bool(
+                    await conn.fetchval(
+                        f"SELECT count(*) FROM {ingest_schema}.principals WHERE principal_id = $1",
+                        fact.principal_id,
+                    )
+                )
+                if not seen:
+                    await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        seen = False
+    return record, seen
+
+
+def print_principal(record: dict, seen: bool, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record))
+    else:
+        print(f"{record['role']} {record['name']!r} registered as {record['principal_id']}")
+        print(f"API key (shown once, store it now): {record['api_key']}")
+    if not seen:
+        print(
+            "warning: the ingest service has not picked this principal up yet (is it "
+            "running? 'make up' starts it); the key works as soon as it does",
+            file=sys.stderr,
+        )

@@ -1,0 +1,205 @@
+"""The ingest service: `python -m services.ingest.main`.
+
+Serves IngestService (with gRPC health checking and server reflection) and keeps its
+projection of principals and contributions up to date from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.blobstore import BlobStore, load_public_key
+from services.common.bus import FactConsumer, FactProducer
+from services.common.config import ConfigError, Settings
+from services.common.db import connect, create_pool
+from services.common.inbox import Inbox
+from services.common.migrations import load_migrations, migrate
+from services.common.topics import ensure_topics_on_broker
+from services.ingest import formats, projection
+from services.ingest.receipts import key_id_of, load_signer
+from services.ingest.servicer import IngestServicer
+from services.ingest.terms import accepted_terms
+from services.ingest.upload import UploadContext
+from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger("ingest")
+SQL_DIR = Path(__file__).parent / "sql"
+CONSUMER_GROUP = "ingest-projection"
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+def _int_env(env, name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    address: str
+    schema: str
+    blob_root: Path
+    blob_public_key_file: Path
+    receipt_key_file: Path
+    max_upload_bytes: int
+    produce_timeout_ms: int
+    validator_workers: int
+    format_limits: formats.Limits
+
+    @classmethod
+    def from_env(cls, env=None) -> IngestSettings:
+        env = os.environ if env is None else env
+        run_dir = Path(env.get("TT_RUN_DIR", ".run"))
+        return cls(
+            address=env.get("TT_INGEST_ADDRESS", "127.0.0.1:50051"),
+            schema=env.get("TT_INGEST_SCHEMA", projection.SCHEMA),
+            blob_root=Path(env.get("TT_BLOB_ROOT", run_dir / "blobs")),
+            blob_public_key_file=Path(
+                env.get("TT_BLOB_PUBLIC_KEY_FILE", run_dir / "secrets" / "blob-preprocess.pub")
+            ),
+            receipt_key_file=Path(
+                env.get("TT_RECEIPT_KEY_FILE", run_dir / "secrets" / "receipt-signing.key")
+            ),
+            max_upload_bytes=_int_env(env, "TT_MAX_UPLOAD_BYTES", 4 << 30),
+            produce_timeout_ms=_int_env(env, "TT_PRODUCE_TIMEOUT_MS", 15_000),
+            validator_workers=_int_env(env, "TT_VALIDATOR_WORKERS", os.cpu_count() or 2),
+            format_limits=formats.Limits(
+                max_decompressed_bytes=_int_env(env, "TT_MAX_DECOMPRESSED_BYTES", 16 << 30),
+                max_compression_ratio=_int_env(env, "TT_MAX_COMPRESSION_RATIO", 200),
+            ),
+        )
+
+
+async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event) -> int:
+    registry = settings.topic_registry()
+    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
+    conn = await connect(settings.database_url, ingest.schema, application_name="ingest")
+    try:
+        await migrate(conn, ingest.schema, load_migrations("ingest", SQL_DIR))
+    finally:
+        await conn.close()
+    signer = load_signer(ingest.receipt_key_file)
+    blob_public_key = load_public_key(ingest.blob_public_key_file)
+    pool = await create_pool(
+        settings.database_url, ingest.schema, application_name="ingest", max_size=20
+    )
+    validator = ProcessPoolExecutor(
+        ingest.validator_workers, mp_context=multiprocessing.get_context("forkserver")
+    )
+    producer = FactProducer(
+        settings.kafka_bootstrap,
+        registry,
+        client_id="ingest",
+        request_timeout_ms=ingest.produce_timeout_ms,
+    )
+    await producer.__aenter__()
+    try:
+        consumer = FactConsumer(
+            bootstrap=settings.kafka_bootstrap,
+            registry=registry,
+            group_id=CONSUMER_GROUP,
+            event_types=projection.EVENT_TYPES,
+            handler=Inbox(pool, CONSUMER_GROUP, projection.Projector(signer)),
+            dead_letters=producer,
+        )
+        servicer = IngestServicer(
+            pool=pool,
+            producer=producer,
+            signer=signer,
+            upload_context=UploadContext(
+                pool=pool,
+                producer=producer,
+                blobs=BlobStore(ingest.blob_root),
+                blob_public_key=blob_public_key,
+                blob_key_id=key_id_of(blob_public_key),
+                signer=signer,
+                validator=validator,
+                max_upload_bytes=ingest.max_upload_bytes,
+                format_limits=ingest.format_limits,
+                accepted_terms=accepted_terms(),
+            ),
+        )
+        return await _run(ingest, servicer, consumer, stop)
+    finally:
+        await producer.__aexit__(None, None, None)
+        await pool.close()
+        validator.shutdown(cancel_futures=True)
+
+
+async def _run(ingest: IngestSettings, servicer, consumer: FactConsumer, stop) -> int:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 << 20),
+            ("grpc.max_send_message_length", 8 << 20),
+        ]
+    )
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    if not server.add_insecure_port(ingest.address):
+        raise ConfigError(f"cannot listen on {ingest.address}")
+    await server.start()
+    await consumer.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("ingest serving on %s", ingest.address)
+    consuming = asyncio.create_task(consumer.run(stop), name="projection")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed = consuming in done and consuming.exception() is not None
+    if failed:
+        log.error("the projection consumer failed; stopping", exc_info=consuming.exception())
+    stop.set()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=5)
+    await asyncio.gather(consuming, return_exceptions=True)
+    stopping.cancel()
+    await consumer.stop()
+    return 1 if failed else 0
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("TT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        settings, ingest = Settings.from_env(), IngestSettings.from_env()
+    except ConfigError as error:
+        print(f"ingest: {error}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await serve(settings, ingest, stop)
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The IngestService gRPC servicer: authenticate, authorise, call the core, map errors."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import grpc
+from aiokafka.errors import KafkaError
+
+from services.common.bus import FactProducer
+from services.common.facts import make_envelope
+from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.ids import derived_id
+from services.ingest import projection
+from services.ingest.receipts import ReceiptSigner
+from services.ingest.upload import UploadContext, UploadFailure, accept_upload
+from tt.facts.v1 import contribution_pb2
+from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger(__name__)
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+# A withdrawal may not take effect in the past; allow for clock skew between machines.
+WITHDRAW_SKEW = timedelta(minutes=1)
+
+
+class Authenticator:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def require(self, context: grpc.aio.ServicerContext, *roles: str) -> Principal:
+        """The calling principal, or abort: UNAUTHENTICATED without a known key,
+        PERMISSION_DENIED when its role may not make this call."""
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        key = api_key_from_authorization(metadata.get("authorization"))
+        if key is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or malformed API key: send the metadata 'authorization: Bearer "
+                "<key>' (the 1tt command reads TT_API_KEY or --api-key)",
+            )
+        principal = await projection.principal_by_key_digest(self.pool, api_key_sha256(key))
+        if principal is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "this API key is not known to the platform"
+            )
+        if principal.role not in roles:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this call is for the {' or '.join(roles)} role; the key belongs to "
+                f"{principal.name!r}, a {principal.role}",
+            )
+        return principal
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        producer: FactProducer,
+        signer: ReceiptSigner,
+        upload_context: UploadContext,
+    ):
+        self.pool = pool
+        self.producer = producer
+        self.signer = signer
+        self.upload_context = upload_context
+        self.auth = Authenticator(pool)
+
+    async def Upload(self, request_iterator, context):
+        principal = await self.auth.require(context, "contributor")
+        try:
+            receipt = await accept_upload(request_iterator, principal, self.upload_context)
+        except UploadFailure as failure:
+            log.info(
+                "upload by %s refused (%s): %s", principal.principal_id, failure.code.name, failure
+            )
+            await context.abort(failure.code, str(failure))
+        return ingest_pb2.UploadResponse(receipt=receipt)
+
+    async def GetContribution(self, request, context):
+        principal = await self.auth.require(context, "contributor")
+        contribution = await self._own(context, principal, request.contribution_id)
+        return ingest_pb2.GetContributionResponse(contribution=contribution)
+
+    async def ListContributions(self, request, context):
+        principal = await self.auth.require(context, "contributor")
+        if request.page_size > MAX_PAGE_SIZE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"page_size may be at most {MAX_PAGE_SIZE}"
+            )
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        after = await _parse_page_token(context, request.page_token)
+        contributions = await projection.list_contributions(
+            self.pool, principal.principal_id, page_size, after
+        )
+        response = ingest_pb2.ListContributionsResponse(contributions=contributions)
+        if len(contributions) == page_size:
+            last = contributions[-1]
+            response.next_page_token = _page_token(
+                last.receipt.body.received_at.ToDatetime(tzinfo=UTC), last.contribution_id
+            )
+        return response
+
+    async def Withdraw(self, request, context):
+        principal = await self.auth.require(context, "contributor")
+        await self._own(context, principal, request.contribution_id)
+        # One withdrawal per contribution: concurrent calls are serialised, and the second
+        # sees the first's result instead of putting a second, different fact on the log.
+        async with self.pool.acquire() as conn:
+            lock = f"withdraw:{request.contribution_id}"
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+            try:
+                return await self._withdraw(context, principal, request)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+
+    async def _withdraw(self, context, principal, request):
+        contribution = await self._own(context, principal, request.contribution_id)
+        now = datetime.now(UTC)
+        effective = (
+            request.effective_at.ToDatetime(tzinfo=UTC) if request.HasField("effective_at") else now
+        )
+        if contribution.state == ingest_pb2.CONTRIBUTION_STATE_WITHDRAWN:
+            return await self._already_withdrawn(context, request, contribution)
+        if effective < now - WITHDRAW_SKEW:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"effective_at {effective.isoformat()} is in the past; a "
+                "withdrawal takes effect now or later",
+            )
+        fact = contribution_pb2.ContributionWithdrawn(
+            contribution_id=contribution.contribution_id,
+            contributor_id=principal.principal_id,
+            reason=request.reason,
+        )
+        fact.effective_at.FromDatetime(effective)
+        envelope = make_envelope(
+            fact,
+            event_id=derived_id("contribution.withdrawn", contribution.contribution_id),
+            producer="ingest",
+            occurred_at=now,
+            recorded_at=now,
+        )
+        try:
+            await self.producer.publish(envelope)
+        except KafkaError as error:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the event log did not acknowledge the withdrawal ({type(error).__name__}); retry",
+            )
+        async with self.pool.acquire() as conn:
+            await projection.record_withdrawn(conn, envelope)
+        return ingest_pb2.WithdrawResponse(
+            contribution_id=contribution.contribution_id,
+            effective_at=fact.effective_at,
+            event_id=envelope.event_id,
+        )
+
+    async def GetReceiptKey(self, request, context):
+        return ingest_pb2.GetReceiptKeyResponse(
+            key_id=self.signer.key_id, public_key=self.signer.public_key_raw
+        )
+
+    async def _own(self, context, principal, contribution_id) -> ingest_pb2.Contribution:
+        contribution = await projection.get_contribution(
+            self.pool, principal.principal_id, contribution_id
+        )
+        if contribution is None:
+            # The same answer whether it does not exist or belongs to someone else.
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"you have no contribution {contribution_id!r}"
+            )
+        return contribution
+
+    async def _already_withdrawn(self, context, request, contribution):
+        effective = contribution.withdrawn_effective_at
+        if request.HasField("effective_at") and request.effective_at != effective:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"contribution {contribution.contribution_id} is already withdrawn, effective "
+                f"{effective.ToDatetime(tzinfo=UTC).isoformat()}",
+            )
+        return ingest_pb2.WithdrawResponse(
+            contribution_id=contribution.contribution_id,
+            effective_at=effective,
+            event_id=derived_id("contribution.withdrawn", contribution.contribution_id),
+        )
+
+
+def _page_token(received_at: datetime, contribution_id: str) -> str:
+    raw = f"{received_at.isoformat()}|{contribution_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+async def _parse_page_token(context, token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        moment, _, contribution_id = base64.urlsafe_b64decode(token).decode().partition("|")
+        return datetime.fromisoformat(moment), contribution_id
+    except ValueError:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "page_token is not one this service issued; start without it",
+        )
