@@ -24,8 +24,10 @@ export TT_PG_HOST ?= 127.0.0.1
 export TT_PG_PORT ?= 55432
 export TT_KAFKA_BOOTSTRAP ?= $(TT_KAFKA_HOST):$(TT_KAFKA_PORT)
 export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
+export TT_RUN_DIR ?= $(CURDIR)/.run
+SERVICES_SH := deploy/local/services.sh
 
-.PHONY: help venv proto lint up down status reset demo test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset demo test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -67,12 +69,20 @@ lock:
 up: venv
 	$(STACK) up
 	$(PY) -m services.cli.main stack prepare
+	$(PY) -m services.cli.main admin init-secrets
+	$(SERVICES_SH) start
+
+## Restart the platform's services (after changing their code); Kafka and Postgres stay up.
+restart: venv
+	$(SERVICES_SH) restart
 
 down:
+	$(SERVICES_SH) stop
 	$(STACK) down
 
 status:
 	$(STACK) status
+	$(SERVICES_SH) status
 
 reset:
 	$(STACK) reset

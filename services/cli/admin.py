@@ -113,3 +113,25 @@ def print_principal(record: dict, seen: bool, as_json: bool) -> None:
             "running? 'make up' starts it); the key works as soon as it does",
             file=sys.stderr,
         )
+
+
+async def wait_serving(address: str, wait_s: float) -> tuple[bool, str]:
+    """Ask the gRPC health service until it says SERVING or `wait_s` runs out."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = asyncio.get_running_loop().time() + wait_s
+    detail = "no answer"
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                detail = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True, detail
+            except grpc.aio.AioRpcError as error:
+                detail = f"{error.code().name}: {error.details()}"
+            if asyncio.get_running_loop().time() >= deadline:
+                return False, detail
+            await asyncio.sleep(0.2)

@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         dest="admin_command", required=True
     )
     admin.add_parser("init-secrets", help="create the local stack's keys if missing")
+    check = admin.add_parser("health", help="wait until a service reports SERVING")
+    check.add_argument("--service", choices=["ingest"], default="ingest")
+    check.add_argument("--address", default=None)
+    check.add_argument("--wait-s", type=float, default=0.0)
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
     add.add_argument(
         "--role", required=True, choices=["contributor", "consumer", "auditor", "operator"]
@@ -185,6 +189,11 @@ async def _admin(settings: Settings, args) -> int:
     from services.cli import admin
 
     run_dir = Path(os.environ.get("TT_RUN_DIR", ".run"))
+    if args.admin_command == "health":
+        address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
+        serving, detail = await admin.wait_serving(address, args.wait_s)
+        print(f"{args.service} at {address}: {detail}")
+        return 0 if serving else 1
     if args.admin_command == "init-secrets":
         created = admin.init_secrets(run_dir)
         print(f"secrets: {len(created)} created" + "".join(f"\n  {p}" for p in created))

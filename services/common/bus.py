@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
 from opentelemetry import trace
 
@@ -184,21 +185,40 @@ class FactConsumer:
         await self.stop()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Consume until `stop` is set."""
+        """Consume until `stop` is set. A broker outage is waited out: a fetch or an offset
+        commit that fails is retried, and an uncommitted offset only means redelivery,
+        which the handler's inbox makes harmless. Handler errors are not swallowed."""
         stop = stop or asyncio.Event()
+        backoff_s = 0.5
         while not stop.is_set():
-            await self.poll_once()
+            try:
+                await self.poll_once()
+                backoff_s = 0.5
+            except KafkaError as error:
+                log.warning("%s: Kafka unavailable (%r); retrying in %.1fs",
+                            self.group_id, error, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 10.0)
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch one batch, process it, and commit. Returns how many messages it handled."""
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=200)
         handled = 0
-        for partition, records in batches.items():
-            for record in records:
-                await self._process(record)
-                handled += 1
-            failpoint("consumer.before_offset_commit")
-            await self._consumer.commit({partition: records[-1].offset + 1})
+        next_offsets = {partition: records[0].offset for partition, records in batches.items()}
+        try:
+            for partition, records in batches.items():
+                for record in records:
+                    await self._process(record)
+                    next_offsets[partition] = record.offset + 1
+                    handled += 1
+                failpoint("consumer.before_offset_commit")
+                await self._consumer.commit({partition: next_offsets[partition]})
+        except BaseException:
+            # The fetch already moved our position past these records: move it back to the
+            # first one not handled, so a retry in this process cannot skip any of them.
+            for partition, offset in next_offsets.items():
+                self._consumer.seek(partition, offset)
+            raise
         return handled
 
     async def committed_offset(self, topic: str, partition: int) -> int | None:

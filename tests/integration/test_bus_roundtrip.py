@@ -137,3 +137,26 @@ async def test_a_handler_can_reject_a_fact_permanently(settings, registry, produ
         b"handler rejected the fact: contribution references an unknown contributor"
     )
     assert record.value == encode(envelope)
+
+
+async def test_a_failed_batch_is_fetched_again_not_skipped(settings, registry, producer, unique):
+    sent = example_envelopes(unique)
+    for envelope in sent:
+        await producer.publish(envelope)
+    seen: list[str] = []
+    failing = {sent[3].event_id}
+
+    async def flaky(delivery: Delivery) -> None:
+        if delivery.envelope.event_id in failing:
+            failing.clear()  # fail once, then succeed
+            raise ConnectionError("database restarting")
+        seen.append(delivery.envelope.event_id)
+
+    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
+                            group_id=f"refetch-{unique}", event_types=BY_EVENT_TYPE,
+                            handler=flaky, dead_letters=producer, max_attempts=1)
+    async with consumer:
+        with pytest.raises(ConnectionError):
+            await consume_until(consumer, lambda: False, timeout_s=15)
+        await consume_until(consumer, lambda: len(set(seen)) == len(sent))
+    assert set(seen) == {envelope.event_id for envelope in sent}
