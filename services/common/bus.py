@@ -195,8 +195,9 @@ class FactConsumer:
                 await self.poll_once()
                 backoff_s = 0.5
             except KafkaError as error:
-                log.warning("%s: Kafka unavailable (%r); retrying in %.1fs",
-                            self.group_id, error, backoff_s)
+                log.warning(
+                    "%s: Kafka unavailable (%r); retrying in %.1fs", self.group_id, error, backoff_s
+                )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 10.0)
 

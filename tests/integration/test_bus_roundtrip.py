@@ -152,9 +152,15 @@ async def test_a_failed_batch_is_fetched_again_not_skipped(settings, registry, p
             raise ConnectionError("database restarting")
         seen.append(delivery.envelope.event_id)
 
-    consumer = FactConsumer(bootstrap=settings.kafka_bootstrap, registry=registry,
-                            group_id=f"refetch-{unique}", event_types=BY_EVENT_TYPE,
-                            handler=flaky, dead_letters=producer, max_attempts=1)
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=f"refetch-{unique}",
+        event_types=BY_EVENT_TYPE,
+        handler=flaky,
+        dead_letters=producer,
+        max_attempts=1,
+    )
     async with consumer:
         with pytest.raises(ConnectionError):
             await consume_until(consumer, lambda: False, timeout_s=15)
