@@ -90,7 +90,7 @@ def failure(stub, who, requests) -> grpc.RpcError:
 
 JSONL_DOCS = b'{"text": "first manual"}\n{"text": "second", "id": 2}\n\n{"text": "third"}\n'
 HAPPY = [
-    ("text", TEXT, NONE, "A field manual.\nSecond line.\n".encode(), 1),
+    ("text", TEXT, NONE, b"A field manual.\nSecond line.\n", 1),
     ("jsonl", JSONL, NONE, JSONL_DOCS, 3),
     ("jsonl.gz", JSONL, GZIP, gzip.compress(JSONL_DOCS), 3),
     ("jsonl.zst", JSONL, ZSTD, zstandard.ZstdCompressor().compress(JSONL_DOCS), 3),
