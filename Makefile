@@ -27,7 +27,7 @@ export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 
-.PHONY: help venv proto lint up restart down status reset demo test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -92,6 +92,10 @@ demo: up
 
 test: up
 	$(PY) -m pytest
+
+## Benchmarks that print figures (never timed assertions in tests).
+bench: up
+	$(PY) -m tests.bench.ingest_bench
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

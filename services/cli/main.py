@@ -67,12 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     contribute.add_argument(
         "--upload-id",
         help="idempotency key (single file; default: "
-        "derived from the dataset and the file's SHA-256)",
+        "derived from the dataset and the file's name, size and mtime)",
     )
     contribute.add_argument("--format", choices=["text", "jsonl", "parquet"])
     contribute.add_argument("--compression", choices=["none", "gzip", "zstd"])
     contribute.add_argument("--json", action="store_true", help="one JSON receipt per line")
     contribute.add_argument("--progress", choices=["auto", "always", "never"], default="auto")
+    contribute.add_argument(
+        "--verify-first",
+        action="store_true",
+        help="hash each file before sending and declare the digest, so the platform "
+        "refuses differing bytes before accepting anything (costs one extra read)",
+    )
     client_options(contribute)
 
     listing = commands.add_parser("contributions", help="list your contributions")
@@ -148,6 +154,7 @@ async def _contributor(args) -> int:
                 compression=compression_from_name(args.compression) if args.compression else None,
                 as_json=args.json,
                 progress=progress,
+                verify_first=args.verify_first,
             )
         if args.command == "contributions":
             return await contribute.list_contributions(client, args.json)
@@ -236,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CliError, UploadRejected, ValueError, OSError) as error:
         print(f"1tt: {error}", file=sys.stderr)
         return 1 if not isinstance(error, ConfigError) else 2
-    except grpc.aio.AioRpcError as error:
+    except grpc.RpcError as error:
         print(f"1tt: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
 

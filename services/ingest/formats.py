@@ -571,6 +571,14 @@ class _Scan:
         for block in self._stream:
             pending = decoder.getstate()[0]
             nul = block.find(b"\0")
+            if not self._want_text and not pending and nul < 0 and block.isascii():
+                # Pure ASCII is valid UTF-8: when only validating, skip building a str that
+                # nobody reads (isascii is a fast C scan; decoding costs far more).
+                at_start = at_start and not block
+                has_text = has_text or bool(block.strip())
+                newlines += block.count(b"\n")
+                offset += len(block)
+                continue
             try:
                 piece = decoder.decode(block)
             except UnicodeDecodeError as exc:

@@ -13,10 +13,13 @@ accepted, so a retry with the same upload id is always safe.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
 import unicodedata
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,9 +44,11 @@ from services.ingest.receipts import ReceiptSigner
 from tt.facts.v1 import common_pb2, contribution_pb2
 from tt.ingest.v1 import ingest_pb2
 
+log = logging.getLogger(__name__)
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_DATASET_NAME = 200
+MAX_CHUNKS_IN_FLIGHT = 8
 _FORMATS = {
     contribution_pb2.DATASET_FORMAT_TEXT: "TEXT (plain UTF-8, one document)",
     contribution_pb2.DATASET_FORMAT_JSONL: 'JSONL (one object with a "text" field per line)',
@@ -54,6 +59,22 @@ _COMPRESSIONS = {
     contribution_pb2.COMPRESSION_GZIP: "GZIP",
     contribution_pb2.COMPRESSION_ZSTD: "ZSTD",
 }
+
+
+class _Stages:
+    """Wall time per pipeline stage, for the log line of each accepted upload."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self.last
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{stage} {seconds:.3f}s" for stage, seconds in self.seconds.items())
 
 
 class UploadFailure(Exception):
@@ -91,11 +112,24 @@ async def accept_upload(
     metadata = await _read_metadata(requests)
     dataset_format, compression = _check_metadata(metadata, ctx)
     writer = ctx.blobs.open_writer(ctx.blob_public_key)
+    clock = _Stages()
     try:
         await _receive_chunks(requests, writer, ctx.max_upload_bytes)
+        clock.lap("receive")
         await asyncio.to_thread(writer.finish)
+        clock.lap("finish")
         _check_declared(metadata, writer)
-        return await _accept(metadata, dataset_format, compression, writer, principal, ctx)
+        receipt = await _accept(
+            metadata, dataset_format, compression, writer, principal, ctx, clock
+        )
+        log.info(
+            "upload %s by %s: %d bytes accepted (%s)",
+            metadata.upload_id,
+            principal.principal_id,
+            writer.byte_size,
+            clock,
+        )
+        return receipt
     finally:
         # Abort is a no-op after commit; otherwise it removes the temp file, including
         # when the client cancelled and this task was cancelled mid-stream.
@@ -169,17 +203,37 @@ def _check_metadata(meta: ingest_pb2.UploadMetadata, ctx: UploadContext) -> tupl
 async def _receive_chunks(
     requests: AsyncIterator[ingest_pb2.UploadRequest], writer: BlobWriter, limit: int
 ) -> None:
-    async for request in requests:
-        if request.WhichOneof("item") != "chunk":
-            raise _invalid("UploadMetadata may be sent only once, as the first message")
-        if writer.byte_size + len(request.chunk) > limit:
-            # Stop reading here: the client's remaining data is never received.
-            raise UploadFailure(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the upload exceeds the limit of {limit} bytes; split the dataset into "
-                "several uploads",
-            )
-        await asyncio.to_thread(writer.write, request.chunk)
+    """Receive chunks while a writer thread hashes, encrypts and writes the earlier ones:
+    the event loop keeps reading the socket while the CPU-heavy work runs beside it."""
+    loop = asyncio.get_running_loop()
+    received = 0
+    in_flight: deque[asyncio.Future] = deque()
+    # One thread per upload keeps the chunks in order; a few in flight bound the memory.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
+    try:
+        async for request in requests:
+            if request.WhichOneof("item") != "chunk":
+                raise _invalid("UploadMetadata may be sent only once, as the first message")
+            received += len(request.chunk)
+            if received > limit:
+                # Stop reading here: the client's remaining data is never received.
+                raise UploadFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the upload exceeds the limit of {limit} bytes; split the dataset into "
+                    "several uploads",
+                )
+            in_flight.append(loop.run_in_executor(executor, writer.write, request.chunk))
+            if len(in_flight) >= MAX_CHUNKS_IN_FLIGHT:
+                await in_flight.popleft()
+        while in_flight:
+            await in_flight.popleft()
+    finally:
+        # On failure, let a write that already started finish before the caller removes
+        # the temp file; the ones not started are dropped.
+        for pending in in_flight:
+            pending.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        executor.shutdown(wait=False)
 
 
 def _check_declared(meta: ingest_pb2.UploadMetadata, writer: BlobWriter) -> None:
@@ -197,7 +251,7 @@ def _check_declared(meta: ingest_pb2.UploadMetadata, writer: BlobWriter) -> None
         )
 
 
-async def _accept(meta, dataset_format, compression, writer, principal, ctx):
+async def _accept(meta, dataset_format, compression, writer, principal, ctx, clock):
     contribution_id = derived_id("contribution", principal.principal_id, meta.upload_id)
     # One upload id at a time per contributor: a concurrent retry waits here, then finds
     # the first attempt's result instead of racing it onto the log.
@@ -209,11 +263,14 @@ async def _accept(meta, dataset_format, compression, writer, principal, ctx):
             if existing is not None:
                 return await _replay(existing, writer, meta, principal, ctx)
             summary = await _validate(writer, dataset_format, compression, ctx)
+            clock.lap("validate")
             ref = await asyncio.to_thread(writer.commit)
+            clock.lap("commit")
             envelope = _received_fact(
                 meta, dataset_format, compression, ref, summary, contribution_id, principal, ctx
             )
             await _publish(ctx.producer, envelope)
+            clock.lap("publish")
             await record_received(lock_conn, envelope, ctx.signer)
             return receipt_for(envelope, ctx.signer)
         finally:

@@ -12,15 +12,21 @@ import pytest
 
 from services.common.facts import decode
 from tests.integration.ingest_server import (
-    ROOT, bearer, metadata_for, start_ingest, stop_ingest, upload_requests,
+    ROOT,
+    bearer,
+    metadata_for,
+    start_ingest,
+    stop_ingest,
+    upload_requests,
 )
 
 pytestmark = pytest.mark.integration
 
 
 def stack(command: str) -> None:
-    subprocess.run([str(ROOT / "deploy/local/stack.sh"), command], check=True, timeout=180,
-                   capture_output=True)
+    subprocess.run(
+        [str(ROOT / "deploy/local/stack.sh"), command], check=True, timeout=180, capture_output=True
+    )
 
 
 def test_kafka_unavailable_at_the_end_then_the_same_upload_id_succeeds_once(settings, tmp_path):
@@ -44,16 +50,20 @@ def test_kafka_unavailable_at_the_end_then_the_same_upload_id_succeeds_once(sett
         deadline = time.monotonic() + 60
         while receipt is None:
             try:
-                receipt = stub.Upload(upload_requests(metadata, text), metadata=bearer(me),
-                                      timeout=60).receipt
+                receipt = stub.Upload(
+                    upload_requests(metadata, text), metadata=bearer(me), timeout=60
+                ).receipt
             except grpc.RpcError as error:
                 # The producer may need a moment to find the restarted broker.
                 assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
                 assert time.monotonic() < deadline, "ingest never recovered"
                 time.sleep(1)
         assert not receipt.replayed  # the first attempt accepted nothing
-        facts = [r for r in server.received_facts(1, timeout_s=10)
-                 if decode(r.value).key == receipt.body.contribution_id]
+        facts = [
+            r
+            for r in server.received_facts(1, timeout_s=10)
+            if decode(r.value).key == receipt.body.contribution_id
+        ]
         assert len(facts) == 1
         assert server.process.poll() is None, server.log_tail()  # it rode out the outage
     finally:
