@@ -41,6 +41,7 @@ from services.ingest.projection import (
     record_received,
 )
 from services.ingest.receipts import ReceiptSigner
+from services.ingest.streaming import StreamingValidator, streams
 from tt.facts.v1 import common_pb2, contribution_pb2
 from tt.ingest.v1 import ingest_pb2
 
@@ -112,15 +113,20 @@ async def accept_upload(
     metadata = await _read_metadata(requests)
     dataset_format, compression = _check_metadata(metadata, ctx)
     writer = ctx.blobs.open_writer(ctx.blob_public_key)
+    validator = (
+        StreamingValidator(dataset_format, compression, ctx.format_limits)
+        if streams(dataset_format)
+        else None
+    )
     clock = _Stages()
     try:
-        await _receive_chunks(requests, writer, ctx.max_upload_bytes)
+        await _receive_chunks(requests, writer, validator, ctx.max_upload_bytes)
         clock.lap("receive")
         await asyncio.to_thread(writer.finish)
         clock.lap("finish")
         _check_declared(metadata, writer)
         receipt = await _accept(
-            metadata, dataset_format, compression, writer, principal, ctx, clock
+            metadata, dataset_format, compression, writer, validator, principal, ctx, clock
         )
         log.info(
             "upload %s by %s: %d bytes accepted (%s)",
@@ -131,6 +137,8 @@ async def accept_upload(
         )
         return receipt
     finally:
+        if validator is not None:
+            validator.abandon()
         # Abort is a no-op after commit; otherwise it removes the temp file, including
         # when the client cancelled and this task was cancelled mid-stream.
         await asyncio.shield(asyncio.to_thread(writer.abort))
@@ -201,7 +209,10 @@ def _check_metadata(meta: ingest_pb2.UploadMetadata, ctx: UploadContext) -> tupl
 
 
 async def _receive_chunks(
-    requests: AsyncIterator[ingest_pb2.UploadRequest], writer: BlobWriter, limit: int
+    requests: AsyncIterator[ingest_pb2.UploadRequest],
+    writer: BlobWriter,
+    validator: StreamingValidator | None,
+    limit: int,
 ) -> None:
     """Receive chunks while a writer thread hashes, encrypts and writes the earlier ones:
     the event loop keeps reading the socket while the CPU-heavy work runs beside it."""
@@ -222,7 +233,11 @@ async def _receive_chunks(
                     f"the upload exceeds the limit of {limit} bytes; split the dataset into "
                     "several uploads",
                 )
-            in_flight.append(loop.run_in_executor(executor, writer.write, request.chunk))
+            if validator is not None and validator.error is not None:
+                raise _rejection(validator.error)  # refused before the rest arrives
+            in_flight.append(
+                loop.run_in_executor(executor, _store_chunk, writer, validator, request.chunk)
+            )
             if len(in_flight) >= MAX_CHUNKS_IN_FLIGHT:
                 await in_flight.popleft()
         while in_flight:
@@ -251,7 +266,7 @@ def _check_declared(meta: ingest_pb2.UploadMetadata, writer: BlobWriter) -> None
         )
 
 
-async def _accept(meta, dataset_format, compression, writer, principal, ctx, clock):
+async def _accept(meta, dataset_format, compression, writer, validator, principal, ctx, clock):
     contribution_id = derived_id("contribution", principal.principal_id, meta.upload_id)
     # One upload id at a time per contributor: a concurrent retry waits here, then finds
     # the first attempt's result instead of racing it onto the log.
@@ -262,7 +277,7 @@ async def _accept(meta, dataset_format, compression, writer, principal, ctx, clo
             existing = await find_upload(lock_conn, principal.principal_id, meta.upload_id)
             if existing is not None:
                 return await _replay(existing, writer, meta, principal, ctx)
-            summary = await _validate(writer, dataset_format, compression, ctx)
+            summary = await _validate(writer, validator, dataset_format, compression, ctx)
             clock.lap("validate")
             ref = await asyncio.to_thread(writer.commit)
             clock.lap("commit")
@@ -295,17 +310,36 @@ async def _replay(existing: StoredUpload, writer, meta, principal, ctx):
     return receipt
 
 
-async def _validate(writer, dataset_format, compression, ctx) -> formats.UploadSummary:
-    spec = writer.reader_spec()
-    loop = asyncio.get_running_loop()
+async def _validate(writer, validator, dataset_format, compression, ctx):
     try:
+        if validator is not None:
+            return await asyncio.to_thread(validator.finish)
+        # Parquet needs random access to its footer: read the finished blob back in a
+        # worker process, which keeps the CPU-heavy work off this event loop's core.
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            ctx.validator, validate_blob, spec, dataset_format, compression, ctx.format_limits
+            ctx.validator,
+            validate_blob,
+            writer.reader_spec(),
+            dataset_format,
+            compression,
+            ctx.format_limits,
         )
-    except formats.UploadTooLarge as error:
-        raise UploadFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from None
     except formats.UploadRejected as error:
-        raise _invalid(str(error)) from None
+        raise _rejection(error) from None
+
+
+def _rejection(error: formats.UploadRejected) -> UploadFailure:
+    if isinstance(error, formats.UploadTooLarge):
+        return UploadFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+    return _invalid(str(error))
+
+
+def _store_chunk(writer: BlobWriter, validator: StreamingValidator | None, chunk: bytes) -> None:
+    """In the upload's writer thread: hash, encrypt and write; and pass on to validation."""
+    writer.write(chunk)
+    if validator is not None:
+        validator.feed(chunk)
 
 
 def validate_blob(spec, dataset_format: int, compression: int, limits: formats.Limits):
