@@ -1,11 +1,17 @@
-"""`1tt demo` at the event-backbone stage: one fact of every type goes through the real
-Kafka broker into a Postgres projection, through the same bus, inbox and validation every
-service uses. A resent fact and a malformed message show the exactly-once and
-dead-letter paths."""
+"""`1tt demo`: the platform end to end, as far as it is built.
+
+1. The event log: one fact of every type goes through the real Kafka broker into a
+   Postgres projection, through the same bus, inbox and validation every service uses; a
+   resent fact and a malformed message show the exactly-once and dead-letter paths. This
+   runs under its own topic prefix, so its example facts never reach the services.
+2. Contributors: three organisations get API keys and upload text found on this machine
+   through `1tt contribute`; their signed receipts are verified.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from datetime import UTC
@@ -14,6 +20,7 @@ from pathlib import Path
 import asyncpg
 from google.protobuf import json_format
 
+from services.cli import demo_contributors as contributors
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import connect, create_pool
@@ -25,6 +32,7 @@ from services.common.migrations import load_migrations, migrate
 from services.common.topics import ensure_topics_on_broker
 
 SCHEMA = "demo"
+BACKBONE_PREFIX = "demo-backbone."
 GROUP = "demo-journal"
 SQL_DIR = Path(__file__).parent / "sql"
 WAIT_S = 60.0
@@ -131,9 +139,9 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
         + (f" ({consumer.last_dead_letter_reason})" if consumer.last_dead_letter_reason else "")
     )
     ok = len(rows) == len(ours) and journal.duplicate_count >= 1 and consumer.dead_letter_count >= 1
-    verdict = "DEMO OK" if ok else "DEMO FAILED"
+    verdict = "backbone ok" if ok else "backbone FAILED"
     print(
-        f"\n{verdict} facts_sent={len(ours)} facts_stored={len(rows)} "
+        f"  {verdict}: facts_sent={len(ours)} facts_stored={len(rows)} "
         f"duplicates_ignored={journal.duplicate_count} "
         f"dead_lettered={consumer.dead_letter_count}"
     )
@@ -141,4 +149,15 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
 
 
 def main(settings: Settings) -> int:
-    return asyncio.run(run_demo(settings))
+    print("== 1. The event log")
+    backbone = asyncio.run(run_demo(dataclasses.replace(settings, topic_prefix=BACKBONE_PREFIX)))
+    print("\n== 2. Contributors upload their datasets")
+    uploads = contributors.run()
+    ok = backbone == 0 and uploads.ok
+    verdict = "DEMO OK" if ok else "DEMO FAILED"
+    print(
+        f"\n{verdict} contributors={uploads.contributors} uploads={uploads.uploads} "
+        f"documents={uploads.documents} bytes={uploads.bytes} "
+        f"receipts_verified={uploads.verified} backbone={'ok' if backbone == 0 else 'failed'}"
+    )
+    return 0 if ok else 1
