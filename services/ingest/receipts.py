@@ -41,9 +41,9 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_bytes(body: ingest_pb2.ReceiptBody) -> bytes:
-    """The exact bytes that are signed."""
-    fields = {
+def body_fields(body: ingest_pb2.ReceiptBody) -> dict[str, object]:
+    """The signed fields, as they appear in the canonical form and in JSON receipts."""
+    return {
         "contribution_id": body.contribution_id,
         "contributor_id": body.contributor_id,
         "upload_id": body.upload_id,
@@ -54,10 +54,14 @@ def canonical_bytes(body: ingest_pb2.ReceiptBody) -> bytes:
         "received_at": format_time(body.received_at.ToDatetime(tzinfo=UTC)),
         "key_id": body.key_id,
     }
-    return (
-        DOMAIN
-        + json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def canonical_bytes(body: ingest_pb2.ReceiptBody) -> bytes:
+    """The exact bytes that are signed."""
+    canonical = json.dumps(
+        body_fields(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
+    return DOMAIN + canonical.encode()
 
 
 @dataclass(frozen=True)
@@ -102,17 +106,8 @@ def verify(receipt: ingest_pb2.UploadReceipt, public_key_raw: bytes) -> None:
 
 def receipt_to_json(receipt: ingest_pb2.UploadReceipt) -> dict:
     """The receipt as `1tt contribute --json` prints and `1tt verify-receipt` reads it."""
-    body = receipt.body
     return {
-        "contribution_id": body.contribution_id,
-        "contributor_id": body.contributor_id,
-        "upload_id": body.upload_id,
-        "dataset_name": body.dataset_name,
-        "sha256": body.sha256,
-        "byte_size": body.byte_size,
-        "document_count": body.document_count,
-        "received_at": format_time(body.received_at.ToDatetime(tzinfo=UTC)),
-        "key_id": body.key_id,
+        **body_fields(receipt.body),
         "signature": base64.b64encode(receipt.signature).decode(),
         "replayed": receipt.replayed,
     }
