@@ -238,6 +238,33 @@ def iter_documents(
 # Helpers for messages
 
 
+def iter_records(
+    raw: BinaryIO,
+    *,
+    dataset_format: int,
+    compression: int,
+    limits: Limits = Limits(),
+) -> Iterator[tuple[str, str | None]]:
+    """Like :func:`iter_documents`, with each document's own id: the ``id`` field of its
+    JSONL line or the ``id`` column of its Parquet row (a string or an integer), else None."""
+    _check_enums(dataset_format, compression)
+    scan = _Scan(raw, dataset_format, compression, limits, want_text=True, want_ids=True)
+
+    def generate() -> Iterator[tuple[str, str | None]]:
+        for batch in scan.run():
+            yield from batch  # type: ignore[misc]
+
+    return generate()
+
+
+def _record_id(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (str, int)):
+        return str(value)
+    return None
+
+
 def _sniff_hint(prefix: bytes) -> str:
     """A hint about what the (decompressed) stream starting with *prefix* really is, or ""."""
     if prefix.startswith(_GZIP_MAGIC):
@@ -509,13 +536,20 @@ class _Scan:
     """One pass over an upload. ``run()`` yields document batches: counts or lists of texts."""
 
     def __init__(
-        self, raw: BinaryIO, dataset_format: int, compression: int, limits: Limits, want_text: bool
+        self,
+        raw: BinaryIO,
+        dataset_format: int,
+        compression: int,
+        limits: Limits,
+        want_text: bool,
+        want_ids: bool = False,
     ) -> None:
         self._raw = raw
         self._format = dataset_format
         self._compression = compression
         self._limits = limits
         self._want_text = want_text
+        self._want_ids = want_ids  # yield (text, id) pairs instead of texts
         self._stream = _Stream(raw, compression, limits)
         self._parquet_size: int | None = None
         self._offset = 0  # JSONL: decompressed offset of the first byte not yet processed
@@ -614,7 +648,10 @@ class _Scan:
                 "the upload contains no text (it is empty or only whitespace after "
                 f"decompression: {offset} bytes); a text upload must contain the document's text"
             )
-        yield ["".join(pieces)] if self._want_text else 1
+        if self._want_ids:
+            yield [("".join(pieces), None)]
+        else:
+            yield ["".join(pieces)] if self._want_text else 1
 
     # -- JSONL ----------------------------------------------------------------------------------
 
@@ -724,7 +761,9 @@ class _Scan:
                     f'line {first + i}: the "text" field is {_json_kind(value)}, expected a string'
                 )
             count += 1
-            if self._want_text:
+            if self._want_ids:
+                texts.append((value, _record_id(obj.get("id"))))
+            elif self._want_text:
                 texts.append(value)
         self._documents += count
         return texts if self._want_text else count
@@ -812,7 +851,10 @@ class _Scan:
             )
         rows = 0
         documents = 0
-        batches = parquet.iter_batches(columns=["text"], batch_size=_PARQUET_BATCH_ROWS)
+        with_ids = self._want_ids and "id" in names
+        batches = parquet.iter_batches(
+            columns=["text", "id"] if with_ids else ["text"], batch_size=_PARQUET_BATCH_ROWS
+        )
         while True:
             try:
                 batch = next(batches, None)
@@ -833,7 +875,14 @@ class _Scan:
             present = len(column) - column.null_count
             rows += len(column)
             documents += present
-            if self._want_text:
+            if self._want_ids and present:
+                ids = batch.column(1).to_pylist() if with_ids else [None] * len(column)
+                yield [
+                    (t, _record_id(i))
+                    for t, i in zip(column.to_pylist(), ids, strict=True)
+                    if t is not None
+                ]
+            elif self._want_text:
                 if present:
                     yield [t for t in column.to_pylist() if t is not None]
             elif present:
