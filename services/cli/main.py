@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--reason", default="")
     client_options(withdraw)
 
+    estimate = commands.add_parser(
+        "estimate", help="run the preprocessing pipeline locally on files before uploading"
+    )
+    estimate.add_argument("paths", nargs="+", metavar="PATH")
+    estimate.add_argument("--json", action="store_true")
+    estimate.add_argument("--out", metavar="DIR", help="write kept.jsonl and removed.jsonl here")
+
     verify = commands.add_parser("verify-receipt", help="check receipts' platform signatures")
     verify.add_argument("file", nargs="?", default="-", help="JSON receipts, one per line")
     verify.add_argument(
@@ -239,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_admin(settings, args))
         if args.command == "verify-receipt":
             return _verify(args)
+        if args.command == "estimate":
+            from services.cli.estimate import estimate
+
+            return estimate(args.paths, args.json, args.out)
         return asyncio.run(_contributor(args))
     except (ConfigError, CliError, UploadRejected, ValueError, OSError) as error:
         print(f"1tt: {error}", file=sys.stderr)

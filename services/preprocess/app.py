@@ -1,0 +1,245 @@
+"""The preprocess service as a faust-streaming app: `python -m services.preprocess.app`.
+
+Topics and tables (names under the app id, itself under the deployment's topic prefix):
+
+    contribution.received.v1 --prepare--> <app>-sequence (1 partition: the order of "earlier")
+    <app>-sequence --sequence--> <app>-claims (one partition per index shard)
+    <app>-claims --claim, table dedup-index (RocksDB + changelog)--> <app>-answers
+    <app>-answers --assemble, table assembly--> contribution.processed.v1
+
+Processing guarantee: exactly_once (Kafka transactions, verified against the pinned broker),
+so a stage's output, its table changes and its input offset commit together. The stages
+are idempotent besides, and the fact's event id is deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+
+from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
+from services.common.bus import fact_headers
+from services.common.config import ConfigError, Settings
+from services.common.facts import FactDecodeError, decode, encode
+from services.common.validation import FactValidationError, validate_envelope
+from services.ingest import formats
+from services.preprocess import stages
+from services.preprocess.pipeline import PipelineConfig
+
+log = logging.getLogger("preprocess")
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    app_id: str
+    datadir: Path
+    blob_root: Path
+    private_key_file: Path
+    public_key_file: Path
+    shards: int
+    workers: int
+
+    @classmethod
+    def from_env(cls, settings: Settings, env=None) -> PreprocessSettings:
+        env = os.environ if env is None else env
+        run_dir = Path(env.get("TT_RUN_DIR", ".run"))
+        secrets = run_dir / "secrets"
+        app_id = f"{settings.topic_prefix}tt-preprocess"
+        try:
+            shards = int(env.get("TT_PREPROCESS_SHARDS", "3"))
+            workers = int(env.get("TT_PREPROCESS_WORKERS", str(os.cpu_count() or 2)))
+        except ValueError as error:
+            raise ConfigError(f"TT_PREPROCESS_SHARDS and TT_PREPROCESS_WORKERS: {error}") from None
+        return cls(
+            app_id=app_id,
+            datadir=Path(env.get("TT_PREPROCESS_DATADIR", run_dir / "preprocess")) / app_id,
+            blob_root=Path(env.get("TT_BLOB_ROOT", run_dir / "blobs")),
+            private_key_file=Path(
+                env.get("TT_BLOB_PRIVATE_KEY_FILE", secrets / "blob-preprocess.key")
+            ),
+            public_key_file=Path(
+                env.get("TT_BLOB_PUBLIC_KEY_FILE", secrets / "blob-preprocess.pub")
+            ),
+            shards=shards,
+            workers=workers,
+        )
+
+
+def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
+    registry = settings.topic_registry()
+    app = faust.App(
+        pre.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="rocksdb://",
+        datadir=str(pre.datadir),
+        processing_guarantee="exactly_once",
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_partitions=settings.topic_partitions,
+        producer_acks=-1,
+        web_enabled=False,
+    )
+    ctx = stages.StageContext(
+        blobs=BlobStore(pre.blob_root),
+        private_key=load_private_key(pre.private_key_file),
+        public_key=load_public_key(pre.public_key_file),
+        config=PipelineConfig(),
+        pool=ProcessPoolExecutor(pre.workers, mp_context=multiprocessing.get_context("forkserver")),
+        shards=pre.shards,
+        workers=pre.workers,
+    )
+
+    def raw_topic(name: str):
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    received = raw_topic(registry.fact_topic("contribution.received"))
+    processed = raw_topic(registry.fact_topic("contribution.processed"))
+    dead_letters = raw_topic(registry.dead_letter_topic)
+    sequence_topic = app.topic(
+        f"{pre.app_id}-sequence",
+        partitions=1,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    claims_topic = app.topic(
+        f"{pre.app_id}-claims",
+        partitions=pre.shards,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    answers_topic = app.topic(
+        f"{pre.app_id}-answers",
+        partitions=settings.topic_partitions,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    index = app.Table(
+        "dedup-index",
+        default=None,
+        partitions=pre.shards,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    assembly = app.Table(
+        "assembly",
+        default=None,
+        partitions=settings.topic_partitions,
+        key_serializer="raw",
+        value_serializer="json",
+    )
+
+    async def publish_fact(envelope) -> None:
+        await processed.send(
+            key=envelope.key.encode(), value=encode(envelope), headers=fact_headers(envelope)
+        )
+
+    @app.agent(received, concurrency=1)
+    async def prepare(stream):
+        async for event in stream.events():
+            try:
+                envelope = decode(event.value)
+                validate_envelope(envelope)
+            except (FactDecodeError, FactValidationError) as error:
+                await dead_letters.send(
+                    key=event.key,
+                    value=event.value,
+                    headers=[
+                        ("dead_letter.reason", str(error).encode()),
+                        ("dead_letter.consumer_group", pre.app_id.encode()),
+                    ],
+                )
+                continue
+            try:
+                message = await stages.prepare(envelope, ctx)
+            except (formats.UploadRejected, BlobError) as error:
+                log.warning("contribution %s cannot be processed: %s", envelope.key, error)
+                await publish_fact(stages.rejected_fact(envelope, str(error), ctx.config))
+                continue
+            log.info(
+                "prepared %s: %d documents, %d to check for duplicates",
+                message["contribution_id"],
+                message["documents"],
+                message["fingerprinted"],
+            )
+            await sequence_topic.send(key=envelope.key.encode(), value=message)
+
+    @app.agent(sequence_topic, concurrency=1)
+    async def sequence(stream):
+        async for event in stream.events():
+            # The offset on this one-partition topic is the platform's order of "earlier".
+            seq = event.message.offset + 1
+
+            async def send_claim(shard: int, claim: dict) -> None:
+                await claims_topic.send(key=str(shard).encode(), value=claim, partition=shard)
+
+            await stages.sequence(event.value, seq, ctx, send_claim)
+
+    @app.agent(claims_topic, concurrency=1)
+    async def claim(stream):
+        async for event in stream.events():
+            answer = stages.claim(event.value, index, ctx)
+            if answer is not None:
+                await answers_topic.send(key=answer["contribution_id"].encode(), value=answer)
+
+    @app.agent(answers_topic, concurrency=1)
+    async def assemble(stream):
+        async for event in stream.events():
+            answer = event.value
+            key = answer["contribution_id"].encode()
+            state, complete = stages.record_answer(assembly.get(key), answer)
+            if not complete:
+                assembly[key] = state
+                continue
+            envelope = await stages.assemble(answer, state, ctx)
+            await publish_fact(envelope)
+            assembly.pop(key, None)
+            log.info(
+                "processed %s: %d of %d tokens accepted",
+                answer["contribution_id"],
+                envelope.contribution_processed.tokens_accepted,
+                envelope.contribution_processed.tokens_raw,
+            )
+
+    return app
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("TT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        pre = PreprocessSettings.from_env(settings)
+    except ConfigError as error:
+        print(f"preprocess: {error}", file=sys.stderr)
+        return 2
+    import asyncio
+
+    from services.common.topics import ensure_topics_on_broker
+
+    asyncio.run(
+        ensure_topics_on_broker(settings.kafka_bootstrap, settings.topic_registry().specs())
+    )
+    pre.datadir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, pre)
+    worker = faust.Worker(
+        app,
+        loglevel=os.environ.get("TT_LOG_LEVEL", "INFO").lower().replace("warning", "warn"),
+        quiet=True,
+    )
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

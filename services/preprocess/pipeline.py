@@ -1,0 +1,112 @@
+"""The per-document preprocessing pipeline, as pure functions.
+
+    normalise -> (empty?) -> redact PII -> count tokens -> language -> quality
+              -> fingerprint (exact hash, MinHash) for the platform-wide dedup
+
+PII redaction and token counting run for every non-empty document, so that the report
+can say how many tokens each removal cost; the order of the decisions is the issue's:
+language, quality, then exact and near duplicates (decided across the platform by
+services.preprocess.dedup, on fingerprints of the normalised, unredacted text).
+`prepare_batch` is what a worker process runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprint
+from services.preprocess.language import allowed, identify
+from services.preprocess.normalize import normalize
+from services.preprocess.pii import redact
+from services.preprocess.quality import DEFAULT_QUALITY, QualityConfig, assess
+from services.preprocess.tokens import DEFAULT_TOKENIZER, count_tokens
+from tt.facts.v1 import contribution_pb2
+
+PIPELINE_VERSION = "1.0.0"
+EXCERPT_CHARS = 240
+
+EMPTY = contribution_pb2.REMOVAL_REASON_EMPTY
+LANGUAGE = contribution_pb2.REMOVAL_REASON_LANGUAGE
+QUALITY = contribution_pb2.REMOVAL_REASON_QUALITY
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    quality: QualityConfig = DEFAULT_QUALITY
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    # ISO 639-1 codes to keep; None keeps every language (and "und" is always kept).
+    language_allow: tuple[str, ...] | None = None
+    language_min_confidence: float = 0.5
+    tokenizer: str = DEFAULT_TOKENIZER
+
+    def canonical_json(self) -> str:
+        return json.dumps(
+            {
+                "pipeline_version": PIPELINE_VERSION,
+                "quality": json.loads(self.quality.canonical_json()),
+                "dedup": asdict(self.dedup),
+                "language_allow": sorted(self.language_allow) if self.language_allow else None,
+                "language_min_confidence": self.language_min_confidence,
+                "tokenizer": self.tokenizer,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    def sha256(self) -> str:
+        """The config hash every report and fact records."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DocResult:
+    index: int
+    source_id: str | None
+    tokens: int  # tokens of the redacted text
+    language: str
+    quality_score: float | None  # None for empty documents
+    removal: tuple[int, str] | None  # (RemovalReason, detail) decided so far
+    redactions: dict[str, int]
+    fingerprint: Fingerprint | None  # set for documents still in the running
+    text: str  # the redacted, normalised text
+    excerpt: str  # the start of the contributor's own text, for examples
+
+
+def prepare_document(
+    index: int, text: str, source_id: str | None, config: PipelineConfig
+) -> DocResult:
+    normalised = normalize(text)
+    if not normalised:
+        return DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
+    redaction = redact(normalised)
+    tokens = count_tokens(redaction.text, config.tokenizer)
+    excerpt = redaction.text[:EXCERPT_CHARS]
+    guess = identify(normalised)
+    verdict = assess(normalised, config.quality)
+    removal: tuple[int, str] | None = None
+    allow = frozenset(config.language_allow) if config.language_allow else None
+    if not allowed(guess, allow, config.language_min_confidence):
+        removal = (LANGUAGE, guess.code)
+    elif not verdict.kept:
+        removal = (QUALITY, verdict.rule or "quality")
+    return DocResult(
+        index=index,
+        source_id=source_id,
+        tokens=tokens,
+        language=guess.code,
+        quality_score=verdict.score,
+        removal=removal,
+        redactions=dict(redaction.counts),
+        fingerprint=None if removal else fingerprint(normalised, config.dedup),
+        text=redaction.text,
+        excerpt=excerpt,
+    )
+
+
+def prepare_batch(
+    batch: list[tuple[int, str, str | None]], config: PipelineConfig
+) -> list[DocResult]:
+    """Run the pure stages on a batch of (index, text, source id); a worker process runs this."""
+    return [prepare_document(index, text, source_id, config) for index, text, source_id in batch]
