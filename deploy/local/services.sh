@@ -16,8 +16,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TT_RUN_DIR="${TT_RUN_DIR:-$REPO_ROOT/.run}"
 PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
-SERVICES=(ingest)
-READY_TIMEOUT_S="${TT_SERVICE_READY_TIMEOUT:-60}"
+SERVICES=(ingest preprocess)
+READY_TIMEOUT_S="${TT_SERVICE_READY_TIMEOUT:-120}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 

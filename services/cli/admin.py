@@ -135,3 +135,25 @@ async def wait_serving(address: str, wait_s: float) -> tuple[bool, str]:
             if asyncio.get_running_loop().time() >= deadline:
                 return False, detail
             await asyncio.sleep(0.2)
+
+
+async def wait_group_stable(bootstrap: str, group: str, wait_s: float) -> tuple[bool, str]:
+    """A stream processor is ready when its consumer group is Stable with a member."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    deadline = asyncio.get_running_loop().time() + wait_s
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            [described] = response.to_object()["groups"]
+            members = len(described["members"])
+            detail = f"group {group}: {described['state'] or 'unknown'}, {members} member(s)"
+            if described["state"] == "Stable" and described["members"]:
+                return True, detail
+            if asyncio.get_running_loop().time() >= deadline:
+                return False, detail
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_parser("init-secrets", help="create the local stack's keys if missing")
     check = admin.add_parser("health", help="wait until a service reports SERVING")
-    check.add_argument("--service", choices=["ingest"], default="ingest")
+    check.add_argument("--service", choices=["ingest", "preprocess"], default="ingest")
     check.add_argument("--address", default=None)
     check.add_argument("--wait-s", type=float, default=0.0)
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
@@ -204,6 +204,13 @@ async def _admin(settings: Settings, args) -> int:
 
     run_dir = Path(os.environ.get("TT_RUN_DIR", ".run"))
     if args.admin_command == "health":
+        if args.service == "preprocess":
+            group = f"{settings.topic_prefix}tt-preprocess"
+            ready, detail = await admin.wait_group_stable(
+                settings.kafka_bootstrap, group, args.wait_s
+            )
+            print(f"preprocess: {detail}")
+            return 0 if ready else 1
         address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
         serving, detail = await admin.wait_serving(address, args.wait_s)
         print(f"{args.service} at {address}: {detail}")

@@ -246,7 +246,10 @@ def iter_records(
     limits: Limits = Limits(),
 ) -> Iterator[tuple[str, str | None]]:
     """Like :func:`iter_documents`, with each document's own id: the ``id`` field of its
-    JSONL line or the ``id`` column of its Parquet row (a string or an integer), else None."""
+    JSONL line or the ``id`` column of its Parquet row (a string or an integer), else None.
+    A text upload, one document, comes in parts of about TEXT_PART_CHARS characters cut at
+    paragraph breaks: preprocessing treats each part as a document, and memory stays
+    bounded however large the upload."""
     _check_enums(dataset_format, compression)
     scan = _Scan(raw, dataset_format, compression, limits, want_text=True, want_ids=True)
 
@@ -255,6 +258,21 @@ def iter_records(
             yield from batch  # type: ignore[misc]
 
     return generate()
+
+
+# iter_records yields a text upload in parts of about this many characters.
+TEXT_PART_CHARS = 1 << 20
+
+
+def _cut_part(text: str) -> tuple[str, str]:
+    """Split off a part of a long text at the last paragraph break, else line break, else
+    word break before the limit, so that no sentence is cut where avoidable."""
+    window = text[:TEXT_PART_CHARS]
+    for separator in ("\n\n", "\n", " "):
+        cut = window.rfind(separator)
+        if cut > TEXT_PART_CHARS // 2:
+            return text[: cut + len(separator)], text[cut + len(separator) :]
+    return window, text[TEXT_PART_CHARS:]
 
 
 def _record_id(value: object) -> str | None:
@@ -635,6 +653,11 @@ class _Scan:
                 has_text = True
             if self._want_text and piece:
                 pieces.append(piece)
+                if self._want_ids and sum(map(len, pieces)) >= TEXT_PART_CHARS:
+                    # Records of a long text come in parts, so memory stays bounded.
+                    part, rest = _cut_part("".join(pieces))
+                    pieces = [rest]
+                    yield [(part, None)]
             newlines += block.count(b"\n")
             offset += len(block)
         pending = decoder.getstate()[0]
@@ -649,7 +672,8 @@ class _Scan:
                 f"decompression: {offset} bytes); a text upload must contain the document's text"
             )
         if self._want_ids:
-            yield [("".join(pieces), None)]
+            if "".join(pieces).strip():
+                yield [("".join(pieces), None)]
         else:
             yield ["".join(pieces)] if self._want_text else 1
 

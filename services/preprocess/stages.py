@@ -1,5 +1,5 @@
 """The preprocess service's four stages, as async functions over plain messages. The Faust
-app (services/preprocess/app.py) only wires them to topics and tables.
+app (services/preprocess/main.py) only wires them to topics and tables.
 
     prepare   contribution.received -> documents through the pure pipeline (process pool),
               results and fingerprints to blobs -> one message to the sequence topic

@@ -7,16 +7,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.preprocess.dedup import (
-    EARLIER_CONTRIBUTION, REFERENCE_CORPUS, WITHIN_UPLOAD, DocRef, ShardIndex, claims_by_shard,
-    decide, index_all,
+    EARLIER_CONTRIBUTION,
+    REFERENCE_CORPUS,
+    WITHIN_UPLOAD,
+    DocRef,
+    ShardIndex,
+    claims_by_shard,
+    decide,
+    index_all,
 )
 from services.preprocess.fingerprints import (
-    DedupConfig, estimated_jaccard, fingerprint, shard_of, shingles,
+    DedupConfig,
+    estimated_jaccard,
+    fingerprint,
+    shard_of,
+    shingles,
 )
 
 CONFIG = DedupConfig()
-WORDS = ("harbour pilot fog estuary lighthouse keeper ship night river tide chart anchor "
-         "bell signal current channel buoy captain crew deck harbour master rope storm").split()
+WORDS = (
+    "harbour pilot fog estuary lighthouse keeper ship night river tide chart anchor "
+    "bell signal current channel buoy captain crew deck harbour master rope storm"
+).split()
 
 
 def prose(seed: int, words: int = 300) -> str:
@@ -33,8 +45,10 @@ def edit(text: str, changes: int, seed: int = 0) -> str:
 
 
 def test_shingles_are_word_five_grams_and_short_texts_are_one_shingle():
-    assert shingles("One two three four five six", 5) == ["one two three four five",
-                                                           "two three four five six"]
+    assert shingles("One two three four five six", 5) == [
+        "one two three four five",
+        "two three four five six",
+    ]
     assert shingles("Too short", 5) == ["too short"]
 
 
@@ -72,7 +86,9 @@ def test_duplicates_within_one_upload_keep_the_first_copy():
     text = prose(20)
     verdicts = run(stores, 1, "c", [text, prose(21), text, edit(text, 2)])
     assert {i: (v.kind, v.scope) for i, v in verdicts.items()} == {
-        2: ("exact", WITHIN_UPLOAD), 3: ("near", WITHIN_UPLOAD)}
+        2: ("exact", WITHIN_UPLOAD),
+        3: ("near", WITHIN_UPLOAD),
+    }
 
 
 def test_the_reference_corpus_is_reported_as_such():
