@@ -151,7 +151,7 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
 def main(settings: Settings) -> int:
     print("== 1. The event log")
     backbone = asyncio.run(run_demo(dataclasses.replace(settings, topic_prefix=BACKBONE_PREFIX)))
-    print("\n== 2. Contributors upload their datasets")
+    print("\n== 2. Contributors upload their datasets; the platform preprocesses them")
     uploads = contributors.run()
     ok = backbone == 0 and uploads.ok
     verdict = "DEMO OK" if ok else "DEMO FAILED"

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.cli import demo_data
+from services.cli.report_view import render
+from services.cli.status import merge
 
 
 @dataclass
@@ -19,6 +22,7 @@ class UploadTotals:
     documents: int = 0
     bytes: int = 0
     verified: int = 0
+    tokens_accepted: int = 0
     ok: bool = True
 
 
@@ -101,8 +105,32 @@ def run() -> UploadTotals:
         f"\n  1tt verify-receipt: {totals.verified} of {totals.uploads} receipts carry a valid "
         "platform signature"
     )
-    first = datasets[0].name
-    listing = tt("contributions", api_key=keys[first]["api_key"])
-    print(f"\n  1tt contributions (as {first}):")
-    print("".join(f"    {line}\n" for line in listing.stdout.splitlines()), end="")
+    print("\n  Waiting for preprocessing (quality, platform-wide dedup, PII, tokens) ...")
+    for contributor in datasets:
+        key = keys[contributor.name]["api_key"]
+        reports = wait_for_reports(key, timeout_s=300)
+        if reports is None:
+            print(f"  {contributor.name}: not all contributions were processed in time")
+            totals.ok = False
+            continue
+        merged = merge(reports)
+        totals.tokens_accepted += merged["tokens"]["accepted"]
+        print(f"\n  {contributor.name}: {len(reports)} contribution(s), as `1tt status` shows them")
+        print("\n".join(f"    {line}" for line in render(merged).splitlines()))
     return totals
+
+
+def wait_for_reports(api_key: str, timeout_s: float) -> list[dict] | None:
+    """Each contribution's report once all of the contributor's are processed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listing = tt("contributions", "--json", api_key=api_key)
+        states = [json.loads(line) for line in listing.stdout.splitlines()]
+        if states and all(s["state"] in ("processed", "rejected") for s in states):
+            reports = []
+            for state in states:
+                status = tt("status", state["contribution_id"], "--json", api_key=api_key)
+                reports.append(json.loads(status.stdout))
+            return reports
+        time.sleep(1)
+    return None

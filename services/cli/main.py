@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     one = commands.add_parser("contribution", help="one contribution with its report")
     one.add_argument("contribution_id")
     client_options(one)
+    status = commands.add_parser("status", help="a contribution's preprocessing report")
+    status.add_argument("contribution_id")
+    status.add_argument("--json", action="store_true")
+    client_options(status)
     withdraw = commands.add_parser("withdraw", help="withdraw one of your contributions")
     withdraw.add_argument("contribution_id")
     withdraw.add_argument("--reason", default="")
@@ -170,6 +174,30 @@ async def _contributor(args) -> int:
 
             result = await client.get(args.contribution_id)
             print(json.dumps(contribute.contribution_to_json(result), indent=2))
+            return 0
+        if args.command == "status":
+            import json
+
+            from services.cli.report_view import render
+            from services.cli.status import report_from_fact
+
+            contribution = await client.get(args.contribution_id)
+            state = contribute.STATE_NAMES[contribution.state]
+            if not contribution.HasField("report"):
+                print(
+                    json.dumps({"contribution_id": args.contribution_id, "state": state})
+                    if args.json
+                    else f"{args.contribution_id}: {state}, not processed yet"
+                )
+                return 0
+            report = report_from_fact(contribution.report)
+            if args.json:
+                print(json.dumps({**report, "state": state}))
+            elif report["outcome"] == "rejected":
+                print(f"{args.contribution_id}: rejected: {report['rejection_reason']}")
+            else:
+                print(f"{args.contribution_id} ({contribution.file_name}): {state}")
+                print(render(report))
             return 0
         if args.command == "withdraw":
             response = await client.withdraw(args.contribution_id, args.reason)

@@ -37,9 +37,10 @@ def render(report: dict) -> str:
     )
     lines.append(f"  languages (kept documents): {languages or '-'}")
     counts = report["quality_histogram"]["counts"]
-    top = max(counts) or 1
-    bars = "".join(_BARS[round(8 * count / top)] for count in counts)
-    lines.append(f"  quality scores 0 |{bars}| 1   ({sum(counts):,} documents scored)")
+    if sum(counts):  # the summary in a fact has no histogram; the full report has
+        top = max(counts)
+        bars = "".join(_BARS[round(8 * count / top)] for count in counts)
+        lines.append(f"  quality scores 0 |{bars}| 1   ({sum(counts):,} documents scored)")
     if report.get("note"):
         lines.append(f"  note: {report['note']}")
     return "\n".join(lines)

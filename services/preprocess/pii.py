@@ -773,6 +773,10 @@ _MONTH_YEAR_START = re.compile(r"\d{1,2}[./-](?:1[89]|20)\d{2}(?!\d)")
 _YEAR_RANGE = re.compile(r"(?:1[89]|20)\d{2}\s?[-/]\s?(?:(?:1[89]|20)\d{2}|\d{2})")
 
 
+_ZIP_PLUS_FOUR = re.compile(r"\d{5}-\d{4}")
+_STATE_BEFORE = re.compile(r"\b[A-Z]{2}[ ,]+$")
+
+
 def _phone_candidate_ok(text: str, start: int, end: int, min_digits: int, max_digits: int) -> bool:
     value = text[start:end]
     digits = sum(c.isdigit() for c in value) - value.count("(0)")
@@ -789,6 +793,11 @@ def _phone_candidate_ok(text: str, start: int, end: int, min_digits: int, max_di
     if _DATE_INSIDE.search(value) or _YEAR_RANGE.fullmatch(value):
         return False
     if _MONTH_YEAR_START.match(value):
+        return False
+    # A US ZIP+4 code ("MA 02110-1301") in a postal address is not a phone.
+    if _ZIP_PLUS_FOUR.fullmatch(value.strip()) and _STATE_BEFORE.search(
+        text[max(0, start - 4) : start]
+    ):
         return False
     # Dotted numbers are phones only when dots are the only separator
     # ("06.12.34.56.78"); "0.25 0.50", "1.2 3.4" are tables and versions.

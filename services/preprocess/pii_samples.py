@@ -755,7 +755,20 @@ def clean_hard_negatives() -> list[str]:
     checksum.  Deterministic.
     """
     rng = random.Random(20261127)
-    return [*_HARD_NEGATIVES, *_luhn_invalid_numbers(rng, 30), *_bad_ibans(rng, 30)]
+    return [
+        *_HARD_NEGATIVES,
+        *_POSTAL_ADDRESSES,
+        *_luhn_invalid_numbers(rng, 30),
+        *_bad_ibans(rng, 30),
+    ]
+
+
+# Found in a licence text during the demo: a ZIP+4 code was taken for a phone number.
+_POSTAL_ADDRESSES = [
+    "Free Software Foundation, Inc., 51 Franklin Street, Fifth Floor, Boston, MA  02110-1301  USA",
+    "Ship to: 1600 Pennsylvania Avenue NW, Washington, DC 20500-0003.",
+    "Our office moved to 350 Fifth Avenue, New York, NY 10118-0110 last spring.",
+]
 
 
 def recall_by_kind(samples: Iterable[Sample]) -> dict[str, float]:
