@@ -158,6 +158,7 @@ def main(settings: Settings) -> int:
     print(
         f"\n{verdict} contributors={uploads.contributors} uploads={uploads.uploads} "
         f"documents={uploads.documents} bytes={uploads.bytes} "
-        f"tokens_accepted={uploads.tokens_accepted} receipts_verified={uploads.verified} backbone={'ok' if backbone == 0 else 'failed'}"
+        f"tokens_accepted={uploads.tokens_accepted} receipts_verified={uploads.verified} "
+        f"backbone={'ok' if backbone == 0 else 'failed'}"
     )
     return 0 if ok else 1
