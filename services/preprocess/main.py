@@ -32,6 +32,7 @@ from services.common.blobstore import BlobError, BlobStore, load_private_key, lo
 from services.common.bus import fact_headers
 from services.common.config import ConfigError, Settings
 from services.common.facts import FactDecodeError, decode, encode
+from services.common.failpoints import failpoint
 from services.common.validation import FactValidationError, validate_envelope
 from services.ingest import formats
 from services.preprocess import stages
@@ -49,6 +50,8 @@ class PreprocessSettings:
     public_key_file: Path
     shards: int
     workers: int
+    # How soon a crashed worker's partitions move to another: shorter in tests.
+    session_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, settings: Settings, env=None) -> PreprocessSettings:
@@ -59,8 +62,11 @@ class PreprocessSettings:
         try:
             shards = int(env.get("TT_PREPROCESS_SHARDS", "3"))
             workers = int(env.get("TT_PREPROCESS_WORKERS", str(os.cpu_count() or 2)))
+            session_timeout_s = float(env.get("TT_PREPROCESS_SESSION_TIMEOUT_S", "30"))
         except ValueError as error:
-            raise ConfigError(f"TT_PREPROCESS_SHARDS and TT_PREPROCESS_WORKERS: {error}") from None
+            raise ConfigError(
+                f"TT_PREPROCESS_SHARDS, _WORKERS and _SESSION_TIMEOUT_S must be numbers: {error}"
+            ) from None
         return cls(
             app_id=app_id,
             datadir=Path(env.get("TT_PREPROCESS_DATADIR", run_dir / "preprocess")) / app_id,
@@ -73,6 +79,7 @@ class PreprocessSettings:
             ),
             shards=shards,
             workers=workers,
+            session_timeout_s=session_timeout_s,
         )
 
 
@@ -88,6 +95,8 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
         web_enabled=False,
+        broker_session_timeout=pre.session_timeout_s,
+        broker_heartbeat_interval=max(pre.session_timeout_s / 10, 0.5),
     )
     ctx = stages.StageContext(
         blobs=BlobStore(pre.blob_root),
@@ -166,6 +175,7 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 message["fingerprinted"],
             )
             await sequence_topic.send(key=envelope.key.encode(), value=message)
+            failpoint("preprocess.after_sequence_send")
 
     @app.agent(sequence_topic, concurrency=1)
     async def sequence(stream):
@@ -196,6 +206,7 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 continue
             envelope = await stages.assemble(answer, state, ctx)
             await publish_fact(envelope)
+            failpoint("preprocess.after_publish")
             assembly.pop(key, None)
             log.info(
                 "processed %s: %d of %d tokens accepted",

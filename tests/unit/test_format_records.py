@@ -7,13 +7,17 @@ from services.ingest import formats
 
 
 def records(data: bytes, dataset_format: int) -> list:
-    return list(formats.iter_records(io.BytesIO(data), dataset_format=dataset_format,
-                                     compression=formats.NONE))
+    return list(
+        formats.iter_records(
+            io.BytesIO(data), dataset_format=dataset_format, compression=formats.NONE
+        )
+    )
 
 
 def test_jsonl_and_parquet_records_keep_their_ids():
-    assert records(b'{"text": "a", "id": 7}\n{"text": "b", "id": true}\n{"text": "c"}\n',
-                   formats.JSONL) == [("a", "7"), ("b", None), ("c", None)]
+    assert records(
+        b'{"text": "a", "id": 7}\n{"text": "b", "id": true}\n{"text": "c"}\n', formats.JSONL
+    ) == [("a", "7"), ("b", None), ("c", None)]
     buffer = io.BytesIO()
     pq.write_table(pa.table({"text": ["x", None, "y"], "id": ["r1", "r2", "r3"]}), buffer)
     assert records(buffer.getvalue(), formats.PARQUET) == [("x", "r1"), ("y", "r3")]
