@@ -15,7 +15,13 @@ from tests.integration.conftest import read_topic
 from tests.integration.ingest_server import ROOT, IngestServer
 
 
-def start_preprocess(ingest: IngestServer, datadir: Path, failpoints: str = "") -> subprocess.Popen:
+def start_preprocess(
+    ingest: IngestServer,
+    datadir: Path,
+    failpoints: str = "",
+    wait: bool = True,
+    **env_overrides: str,
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "TT_TOPIC_PREFIX": ingest.settings.topic_prefix,
@@ -35,6 +41,8 @@ def start_preprocess(ingest: IngestServer, datadir: Path, failpoints: str = "") 
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    if not wait:
+        return process
     group = f"{ingest.settings.topic_prefix}tt-preprocess"
     ready, detail = asyncio.run(wait_group_stable(ingest.settings.kafka_bootstrap, group, 120))
     if not ready and process.poll() is None:
