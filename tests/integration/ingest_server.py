@@ -100,6 +100,7 @@ def start_ingest(base: Settings, run_dir: Path, **env_overrides: str) -> IngestS
         "TT_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
         "TT_DATABASE_URL": base.database_url,
         "TT_VALIDATOR_WORKERS": "2",
+        "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
         **env_overrides,
     }
     with log_path.open("ab") as log:

@@ -32,6 +32,8 @@ def start_preprocess(
         "TT_PREPROCESS_WORKERS": "2",
         "TT_FAILPOINTS": failpoints,
         "TT_PREPROCESS_SESSION_TIMEOUT_S": "6",
+        "TT_TOPIC_PARTITIONS": str(ingest.settings.topic_partitions),
+        **env_overrides,
     }
     log = (ingest.run_dir / "preprocess.log").open("ab")
     process = subprocess.Popen(
