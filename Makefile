@@ -95,6 +95,7 @@ test: up
 
 ## Benchmarks that print figures (never timed assertions in tests).
 bench: up
+	$(PY) -m tests.bench.preprocess_bench
 	$(PY) -m tests.bench.ingest_bench
 
 test-unit: venv
