@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--reason", default="")
     client_options(withdraw)
 
+    consumer = commands.add_parser("consumer", help="the data consumer's tasks").add_subparsers(
+        dest="consumer_command", required=True
+    )
+    reference = consumer.add_parser(
+        "reference", help="register the consumer's own corpus for deduplication (fingerprints only)"
+    )
+    reference.add_argument("paths", nargs="+", metavar="PATH")
+    reference.add_argument("--json", action="store_true")
+
     estimate = commands.add_parser(
         "estimate", help="run the preprocessing pipeline locally on files before uploading"
     )
@@ -281,6 +290,21 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_admin(settings, args))
         if args.command == "verify-receipt":
             return _verify(args)
+        if args.command == "consumer":
+            import json
+
+            from services.cli.reference import register_reference
+
+            result = asyncio.run(
+                register_reference(settings, args.paths, Path(os.environ.get("TT_RUN_DIR", ".run")))
+            )
+            print(
+                json.dumps(result)
+                if args.json
+                else f"reference {result['reference_id']}: {result['documents']} documents "
+                "fingerprinted (only the fingerprints are kept)"
+            )
+            return 0
         if args.command == "estimate":
             from services.cli.estimate import estimate
 

@@ -133,3 +133,30 @@ def test_duplicates_within_one_upload_keep_the_first_copy(platform, documents):
         ("REMOVAL_REASON_NEAR_DUPLICATE", "within_upload"): 1,
     }
     assert fact.tokens_accepted == expected_tokens([fresh])
+
+
+def test_copies_of_the_consumers_reference_corpus_earn_nothing(platform, documents, tmp_path):
+    import asyncio
+
+    from services.cli.reference import register_reference
+
+    ingest = platform
+    reference_text = " ".join(reversed(documents[2].split()))  # text nobody contributed
+    reference_file = tmp_path / "reference.jsonl"
+    reference_file.write_text(json.dumps({"text": reference_text}) + "\n")
+    registered = asyncio.run(
+        register_reference(ingest.settings, [str(reference_file)], ingest.run_dir)
+    )
+    assert registered["documents"] == 1
+
+    who = ingest.principal()
+    own = " ".join(reversed(documents[5].split()))
+    receipt = upload(ingest, who, jsonl([reference_text, near_copy(reference_text), own]))
+    facts = processed_facts(ingest, 4)
+    assert receipt.body.contribution_id in facts, preprocess_log(ingest)
+    fact = facts[receipt.body.contribution_id][0].contribution_processed
+    assert removals(fact) == {
+        ("REMOVAL_REASON_REFERENCE_DUPLICATE", "exact"): 1,
+        ("REMOVAL_REASON_REFERENCE_DUPLICATE", "near"): 1,
+    }
+    assert fact.tokens_accepted == expected_tokens([own])
