@@ -29,6 +29,9 @@ def secret_paths(run_dir: Path) -> dict[str, Path]:
         "receipt_signing_key": secrets / "receipt-signing.key",
         "blob_private_key": secrets / "blob-preprocess.key",
         "blob_public_key": secrets / "blob-preprocess.pub",
+        # Reports quote the contributor's text: preprocess writes them for ingest only.
+        "report_private_key": secrets / "report-reader.key",
+        "report_public_key": secrets / "report-reader.pub",
     }
 
 
@@ -41,9 +44,13 @@ def init_secrets(run_dir: Path) -> list[Path]:
     if not paths["receipt_signing_key"].exists():
         generate_signing_key(paths["receipt_signing_key"])
         created.append(paths["receipt_signing_key"])
-    if not paths["blob_private_key"].exists():
-        write_keypair(paths["blob_private_key"], paths["blob_public_key"])
-        created += [paths["blob_private_key"], paths["blob_public_key"]]
+    for private, public in (
+        ("blob_private_key", "blob_public_key"),
+        ("report_private_key", "report_public_key"),
+    ):
+        if not paths[private].exists():
+            write_keypair(paths[private], paths[public])
+            created += [paths[private], paths[public]]
     return created
 
 

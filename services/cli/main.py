@@ -199,7 +199,13 @@ async def _contributor(args) -> int:
                     else f"{args.contribution_id}: {state}, not processed yet"
                 )
                 return 0
-            report = report_from_fact(contribution.report)
+            report = (
+                json.loads(contribution.report_json)
+                if contribution.report_json
+                else report_from_fact(contribution.report)
+            )
+            report.setdefault("outcome", report_from_fact(contribution.report)["outcome"])
+            report.setdefault("rejection_reason", contribution.report.rejection_reason)
             if args.json:
                 print(json.dumps({**report, "state": state}))
             elif report["outcome"] == "rejected":

@@ -44,6 +44,7 @@ def merge(reports: list[dict]) -> dict:
     redactions: Counter = Counter()
     languages: Counter = Counter()
     merged = {"documents": {"in": 0, "kept": 0}, "tokens": {"raw": 0, "accepted": 0}}
+    histogram = [0] * 10
     for report in reports:
         for section in ("documents", "tokens"):
             for key in merged[section]:
@@ -55,7 +56,12 @@ def merge(reports: list[dict]) -> dict:
             )
             entry["documents"] += removal["documents"]
             entry["tokens"] += removal["tokens"]
+            entry["examples"] = (entry["examples"] + removal.get("examples", []))[:2]
         redactions.update(report["redactions"])
+        counts = report.get("quality_histogram", {}).get("counts", [])
+        histogram = (
+            [a + b for a, b in zip(histogram, counts, strict=False)] if counts else histogram
+        )
         languages.update(report["languages"])
     first = reports[0] if reports else {}
     return {
@@ -66,5 +72,5 @@ def merge(reports: list[dict]) -> dict:
         "removals": [removals[key] for key in sorted(removals)],
         "redactions": dict(sorted(redactions.items())),
         "languages": dict(languages.most_common()),
-        "quality_histogram": {"bin_width": 0.1, "counts": [0] * 10},
+        "quality_histogram": {"bin_width": 0.1, "counts": histogram},
     }

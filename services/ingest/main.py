@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.blobstore import BlobStore, load_public_key
+from services.common.blobstore import BlobStore, load_private_key, load_public_key
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
 from services.common.db import connect, create_pool
@@ -58,6 +58,7 @@ class IngestSettings:
     blob_root: Path
     blob_public_key_file: Path
     receipt_key_file: Path
+    report_private_key_file: Path
     max_upload_bytes: int
     produce_timeout_ms: int
     validator_workers: int
@@ -73,6 +74,9 @@ class IngestSettings:
             blob_root=Path(env.get("TT_BLOB_ROOT", run_dir / "blobs")),
             blob_public_key_file=Path(
                 env.get("TT_BLOB_PUBLIC_KEY_FILE", run_dir / "secrets" / "blob-preprocess.pub")
+            ),
+            report_private_key_file=Path(
+                env.get("TT_REPORT_PRIVATE_KEY_FILE", run_dir / "secrets" / "report-reader.key")
             ),
             receipt_key_file=Path(
                 env.get("TT_RECEIPT_KEY_FILE", run_dir / "secrets" / "receipt-signing.key")
@@ -135,12 +139,25 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
                 format_limits=ingest.format_limits,
                 accepted_terms=accepted_terms(),
             ),
+            read_report=_report_reader(ingest),
         )
         return await _run(ingest, servicer, consumer, stop)
     finally:
         await producer.__aexit__(None, None, None)
         await pool.close()
         validator.shutdown(cancel_futures=True)
+
+
+def _report_reader(ingest: IngestSettings):
+    """Reads a report blob; reports are encrypted to the key only ingest holds."""
+    blobs = BlobStore(ingest.blob_root)
+    key = load_private_key(ingest.report_private_key_file)
+
+    def read(uri: str) -> str:
+        with blobs.open_reader(uri, key) as reader:
+            return reader.read().decode("utf-8")
+
+    return read
 
 
 async def _run(ingest: IngestSettings, servicer, consumer: FactConsumer, stop) -> int:

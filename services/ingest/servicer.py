@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
 from aiokafka.errors import KafkaError
 
+from services.common.blobstore import BlobError
 from services.common.bus import FactProducer
 from services.common.facts import make_envelope
 from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
@@ -64,12 +67,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         producer: FactProducer,
         signer: ReceiptSigner,
         upload_context: UploadContext,
+        read_report: Callable[[str], str] | None = None,
     ):
         self.pool = pool
         self.producer = producer
         self.signer = signer
         self.upload_context = upload_context
         self.auth = Authenticator(pool)
+        self.read_report = read_report
 
     async def Upload(self, request_iterator, context):
         principal = await self.auth.require(context, "contributor")
@@ -85,6 +90,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def GetContribution(self, request, context):
         principal = await self.auth.require(context, "contributor")
         contribution = await self._own(context, principal, request.contribution_id)
+        uri = contribution.report.report.uri if contribution.HasField("report") else ""
+        if uri and self.read_report is not None:
+            try:
+                contribution.report_json = await asyncio.to_thread(self.read_report, uri)
+            except (BlobError, OSError) as error:
+                # The summary in the fact is still there; say why the detail is missing.
+                log.warning(
+                    "report %s of %s unreadable: %s", uri, contribution.contribution_id, error
+                )
         return ingest_pb2.GetContributionResponse(contribution=contribution)
 
     async def ListContributions(self, request, context):

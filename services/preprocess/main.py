@@ -48,6 +48,7 @@ class PreprocessSettings:
     blob_root: Path
     private_key_file: Path
     public_key_file: Path
+    report_public_key_file: Path
     shards: int
     workers: int
     # How soon a crashed worker's partitions move to another: shorter in tests.
@@ -76,6 +77,9 @@ class PreprocessSettings:
             ),
             public_key_file=Path(
                 env.get("TT_BLOB_PUBLIC_KEY_FILE", secrets / "blob-preprocess.pub")
+            ),
+            report_public_key_file=Path(
+                env.get("TT_REPORT_PUBLIC_KEY_FILE", secrets / "report-reader.pub")
             ),
             shards=shards,
             workers=workers,
@@ -106,6 +110,7 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
         pool=ProcessPoolExecutor(pre.workers, mp_context=multiprocessing.get_context("forkserver")),
         shards=pre.shards,
         workers=pre.workers,
+        report_public_key=load_public_key(pre.report_public_key_file),
     )
 
     def raw_topic(name: str):

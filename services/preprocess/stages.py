@@ -47,6 +47,8 @@ class StageContext:
     pool: Executor
     shards: int
     workers: int = 2
+    # Reports go to the API (ingest), which serves them to their contributor only.
+    report_public_key: bytes | None = None
 
 
 # -- prepare --------------------------------------------------------------------------
@@ -297,7 +299,7 @@ async def assemble(answer: dict, state: dict, ctx: StageContext) -> Envelope:
 
 
 def _write_json(ctx: StageContext, document: dict) -> BlobRef:
-    writer = ctx.blobs.open_writer(ctx.public_key)
+    writer = ctx.blobs.open_writer(ctx.report_public_key or ctx.public_key)
     with writer:
         writer.write(json.dumps(document, sort_keys=True).encode())
         return writer.commit()

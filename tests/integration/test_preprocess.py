@@ -113,6 +113,22 @@ def test_duplicates_are_paid_once_to_the_earlier_contributor_and_pii_never_reach
         ("REMOVAL_REASON_NEAR_DUPLICATE", "earlier_contribution"): 1,
     }
     assert b.tokens_accepted == expected_tokens([documents[5]])
+    # The full report reaches its contributor through the API, quoting only its own text.
+    from tt.ingest.v1 import ingest_pb2
+
+    own = (
+        ingest.stub()
+        .GetContribution(
+            ingest_pb2.GetContributionRequest(contribution_id=second.body.contribution_id),
+            metadata=bearer(later),
+        )
+        .contribution
+    )
+    report = json.loads(own.report_json)
+    assert report["documents"] == {"in": 3, "kept": 1}
+    examples = [e for removal in report["removals"] for e in removal["examples"]]
+    assert sorted(e["document"] for e in examples) == ["doc-0", "doc-1"]
+    assert sum(report["quality_histogram"]["counts"]) == 3
     # The earlier contributor's count did not change: it was paid, and once.
     assert facts[first.body.contribution_id][0].contribution_processed.tokens_accepted == (
         a.tokens_accepted
