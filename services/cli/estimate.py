@@ -18,10 +18,14 @@ from services.cli.contribute import CliError, collect_files
 from services.cli.report_view import render
 from services.ingest import formats
 from services.preprocess.dedup import DocRef, index_all
-from services.preprocess.pipeline import DocResult, PipelineConfig, prepare_batch
+from services.preprocess.pipeline import (
+    DocResult,
+    PipelineConfig,
+    document_batches,
+    prepare_batch,
+)
 from services.preprocess.report import REASON_NAMES, ReportBuilder
 
-BATCH_DOCUMENTS = 128
 NOTE = (
     "estimated locally: duplicates of text contributed by others or in the consumer's "
     "reference corpus are not detected here, so the platform may accept fewer tokens"
@@ -38,17 +42,6 @@ def _records(files: list[Path]) -> Iterator[tuple[str, str]]:
             )
             for number, (text, record_id) in enumerate(records, start=1):
                 yield text, record_id if record_id is not None else f"{path.name}:{number}"
-
-
-def _batches(files: list[Path]) -> Iterator[list[tuple[int, str, str]]]:
-    batch: list[tuple[int, str, str]] = []
-    for index, (text, record_id) in enumerate(_records(files)):
-        batch.append((index, text, record_id))
-        if len(batch) == BATCH_DOCUMENTS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def estimate(
@@ -101,7 +94,7 @@ def estimate(
 
         try:
             # Batches are processed in parallel but settled in order: dedup needs the order.
-            for batch in _batches(files):
+            for batch in document_batches(_records(files)):
                 in_flight.append(pool.submit(prepare_batch, batch, config))
                 if len(in_flight) >= 2 * workers:
                     settle(in_flight.popleft().result())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprint
@@ -103,6 +104,28 @@ def prepare_document(
         text=redaction.text,
         excerpt=excerpt,
     )
+
+
+# A batch ends at this many documents or characters, whichever comes first: memory in
+# flight stays bounded when documents are large (a long text arrives in ~1 MiB parts).
+BATCH_DOCUMENTS = 128
+BATCH_CHARS = 8 << 20
+
+
+def document_batches(
+    records: Iterable[tuple[str, str | None]],
+) -> Iterator[list[tuple[int, str, str | None]]]:
+    """Number the (text, id) records in order and group them into batches."""
+    batch: list[tuple[int, str, str | None]] = []
+    chars = 0
+    for index, (text, record_id) in enumerate(records):
+        batch.append((index, text, record_id))
+        chars += len(text)
+        if len(batch) == BATCH_DOCUMENTS or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
 
 
 def prepare_batch(

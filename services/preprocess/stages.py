@@ -27,12 +27,16 @@ from services.common.ids import derived_id
 from services.ingest import formats
 from services.preprocess.dedup import DocClaim, DocRef, Match, ShardIndex, claims_by_shard, decide
 from services.preprocess.fingerprints import Fingerprint
-from services.preprocess.pipeline import DocResult, PipelineConfig, prepare_batch
+from services.preprocess.pipeline import (
+    DocResult,
+    PipelineConfig,
+    document_batches,
+    prepare_batch,
+)
 from services.preprocess.report import ReportBuilder
 from tt.facts.v1 import common_pb2, contribution_pb2
 
 log = logging.getLogger(__name__)
-BATCH_DOCUMENTS = 128
 CLAIM_BATCH_DOCUMENTS = 500
 
 Send = Callable[..., Awaitable[None]]
@@ -52,20 +56,6 @@ class StageContext:
 
 
 # -- prepare --------------------------------------------------------------------------
-
-
-def _document_batches(
-    reader, dataset_format: int, compression: int
-) -> Iterator[list[tuple[int, str, str | None]]]:
-    batch: list[tuple[int, str, str | None]] = []
-    records = formats.iter_records(reader, dataset_format=dataset_format, compression=compression)
-    for index, (text, record_id) in enumerate(records):
-        batch.append((index, text, record_id))
-        if len(batch) == BATCH_DOCUMENTS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _result_line(result: DocResult) -> bytes:
@@ -106,7 +96,11 @@ async def prepare(envelope: Envelope, ctx: StageContext) -> dict:
     with results_writer, prints_writer:
         reader = ctx.blobs.open_reader(received.raw_blob.uri, ctx.private_key)
         with reader:
-            batches = _document_batches(reader, received.format, received.compression)
+            batches = document_batches(
+                formats.iter_records(
+                    reader, dataset_format=received.format, compression=received.compression
+                )
+            )
             pending: list[asyncio.Future] = []
             while True:
                 batch = await asyncio.to_thread(next, batches, None)
