@@ -58,10 +58,8 @@ def shingles(text: str, words_per_shingle: int) -> list[str]:
     words = _WORD.findall(text.lower())
     if len(words) <= words_per_shingle:
         return [" ".join(words)] if words else [""]
-    return [
-        " ".join(words[i : i + words_per_shingle])
-        for i in range(len(words) - words_per_shingle + 1)
-    ]
+    # zip over shifted views builds every n-gram in one pass, without slicing per index.
+    return list(map(" ".join, zip(*(words[i:] for i in range(words_per_shingle)))))
 
 
 def exact_hash(text: str) -> str:
