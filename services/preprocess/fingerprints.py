@@ -59,7 +59,8 @@ def shingles(text: str, words_per_shingle: int) -> list[str]:
     if len(words) <= words_per_shingle:
         return [" ".join(words)] if words else [""]
     # zip over shifted views builds every n-gram in one pass, without slicing per index.
-    return list(map(" ".join, zip(*(words[i:] for i in range(words_per_shingle)))))
+    shifted = (words[i:] for i in range(words_per_shingle))
+    return list(map(" ".join, zip(*shifted, strict=False)))  # stops at the shortest view
 
 
 def exact_hash(text: str) -> str:
