@@ -14,6 +14,8 @@ its own earlier registration and ignores it.
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
@@ -78,8 +80,9 @@ def claims_by_shard(
 
 
 class ShardIndex:
-    """One shard of the index. `store` maps "x:<exact hash>" to the owner DocRef and
-    "<band key>" to a list of (DocRef, signature) pairs; it can be a dict or a Faust table."""
+    """One shard of the index. `store` maps "x:<exact hash>" to the owner DocRef,
+    "<band key>" to a list of up to `bucket_size` DocRefs, and "s:<source>:<doc>" to that
+    document's packed signature; it can be a dict or a Faust table."""
 
     def __init__(self, store: MutableMapping, config: DedupConfig):
         self.store = store
@@ -109,22 +112,45 @@ class ShardIndex:
 
     def _claim_bands(self, me: DocRef, claim: DocClaim) -> list[Match]:
         matches: dict[tuple, Match] = {}
+        stored = False
         for band in claim.bands:
             bucket = list(self.store.get(band) or [])
             known = False
-            for stored_ref, signature in bucket:
+            for stored_ref in bucket:
                 owner = _ref(stored_ref)
                 if _same_doc(owner, me):
                     known = True
                     continue
-                similarity = estimated_jaccard(tuple(signature), claim.signature)
+                packed = self.store.get(_signature_key(owner))
+                if packed is None:
+                    continue
+                similarity = estimated_jaccard(unpack_signature(packed), claim.signature)
                 if similarity >= self.config.jaccard_threshold:
                     matches.setdefault(_key(owner), Match(me.doc_index, "near", owner))
             # Near copies need not be stored: their original already represents them.
             if not known and not matches and len(bucket) < self.config.bucket_size:
-                bucket.append([_plain(me), list(claim.signature)])
+                bucket.append(_plain(me))
                 self.store[band] = bucket
+                stored = True
+        if stored:
+            # One copy of the signature per shard, next to the buckets that refer to it,
+            # rather than one per bucket: ~10x smaller index.
+            self.store[_signature_key(me)] = pack_signature(claim.signature)
         return sorted(matches.values(), key=lambda m: _key(m.owner))
+
+
+def pack_signature(signature: tuple[int, ...]) -> str:
+    """A MinHash signature (32-bit values) as compact text: base64 of little-endian u32s."""
+    return base64.b64encode(struct.pack(f"<{len(signature)}I", *signature)).decode()
+
+
+def unpack_signature(packed: str) -> tuple[int, ...]:
+    raw = base64.b64decode(packed)
+    return struct.unpack(f"<{len(raw) // 4}I", raw)
+
+
+def _signature_key(ref: DocRef) -> str:
+    return f"s:{ref.source_id}:{ref.doc_index}"
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,16 @@ def main() -> int:
 
     # Dedup, in corpus order, against the ground truth.
     fingerprints = {r.index: r.fingerprint for r in results if r.fingerprint is not None}
-    verdicts = index_all(DocRef(1, "bench", 0), fingerprints, [{} for _ in range(4)], config.dedup)
+    stores: list[dict] = [{} for _ in range(4)]
+    verdicts = index_all(DocRef(1, "bench", 0), fingerprints, stores, config.dedup)
+    # The index as the Faust table stores it: JSON keys and values (RocksDB adds its own
+    # overhead and compression on top).
+    index_bytes = sum(
+        len(json.dumps(k)) + len(json.dumps(v, default=list))
+        for store in stores
+        for k, v in store.items()
+    )
+    index_mb_per_million = index_bytes / len(fingerprints) * 1e6 / 1e6
     flagged = set(verdicts)
     candidates = {i for i in fingerprints}
     positives = {
@@ -199,6 +208,10 @@ def main() -> int:
         + ", ".join(f"{g} {r:.3f}" for g, r in false_removal.items())
         + f"; planted low-quality removed {bad_removed:.3f}"
     )
+    print(
+        f"  dedup index: {index_bytes / len(fingerprints):,.0f} bytes per document = "
+        f"{index_mb_per_million:,.0f} MB per million documents (JSON as stored, before RocksDB)"
+    )
     print(f"  peak RSS (this process) {peak_rss_mb:.0f} MB")
     print(
         json.dumps(
@@ -222,6 +235,7 @@ def main() -> int:
                 "clean_false_removal": false_removal,
                 "bad_removal_rate": bad_removed,
                 "peak_rss_mb": round(peak_rss_mb),
+                "dedup_index_mb_per_million_docs": round(index_mb_per_million),
             }
         )
     )

@@ -132,3 +132,17 @@ def test_every_shard_gets_an_entry_so_answers_can_be_counted():
 def test_config_rejects_bands_that_do_not_divide_the_permutations():
     with pytest.raises(ValueError, match="multiple of bands"):
         DedupConfig(num_perm=100, bands=32)
+
+
+def test_signatures_are_packed_and_stored_once_per_shard():
+    from services.preprocess.dedup import pack_signature, unpack_signature
+
+    signature = fingerprint(prose(60), CONFIG).signature
+    assert unpack_signature(pack_signature(signature)) == signature
+    stores = [{} for _ in range(3)]
+    run(stores, 1, "c", [prose(61)])
+    for store in stores:
+        signatures = [k for k in store if k.startswith("s:")]
+        buckets = [v for k, v in store.items() if k.startswith("b")]
+        assert len(signatures) == (1 if buckets else 0)
+        assert all(isinstance(ref, list) and len(ref) == 4 for bucket in buckets for ref in bucket)
