@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     reference.add_argument("paths", nargs="+", metavar="PATH")
     reference.add_argument("--json", action="store_true")
+    reference.add_argument(
+        "--api-key", default=None, help="a consumer's key (default: $TT_API_KEY)"
+    )
 
     estimate = commands.add_parser(
         "estimate", help="run the preprocessing pipeline locally on files before uploading"
@@ -299,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "consumer":
             import json
 
-            from services.cli.reference import register_reference
+            from services.cli.reference import register_reference, require_role
 
+            asyncio.run(
+                require_role(settings, args.api_key or os.environ.get("TT_API_KEY"), "consumer")
+            )
             result = asyncio.run(
                 register_reference(settings, args.paths, Path(os.environ.get("TT_RUN_DIR", ".run")))
             )

@@ -176,3 +176,45 @@ def test_copies_of_the_consumers_reference_corpus_earn_nothing(platform, documen
         ("REMOVAL_REASON_REFERENCE_DUPLICATE", "near"): 1,
     }
     assert fact.tokens_accepted == expected_tokens([own])
+
+
+def test_only_the_consumer_may_register_a_reference_corpus(platform, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.ingest_server import ROOT
+
+    ingest = platform
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("A reference document of the consumer's own. " * 20)
+    env = {
+        **os.environ,
+        "TT_TOPIC_PREFIX": ingest.settings.topic_prefix,
+        "TT_INGEST_SCHEMA": ingest.schema,
+        "TT_RUN_DIR": str(ingest.run_dir),
+    }
+
+    def reference(key: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli.main",
+                "consumer",
+                "reference",
+                str(corpus),
+                "--json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**env, "TT_API_KEY": key},
+            timeout=60,
+        )
+
+    refused = reference(ingest.principal("contributor")["api_key"])
+    assert refused.returncode == 1 and "for the consumer role" in refused.stderr
+    accepted = reference(ingest.principal("consumer")["api_key"])
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["documents"] == 1
