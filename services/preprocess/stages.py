@@ -145,7 +145,8 @@ def rejected_fact(envelope: Envelope, reason: str, config: PipelineConfig) -> En
 # -- sequence -------------------------------------------------------------------------
 
 
-def claim_batches(ctx: StageContext, fingerprinted: int) -> int:
+def claim_batches(fingerprinted: int) -> int:
+    """How many claim batches a source with this many fingerprinted documents sends."""
     return max(1, -(-fingerprinted // CLAIM_BATCH_DOCUMENTS))
 
 
@@ -153,7 +154,7 @@ async def sequence(message: dict, seq: int, ctx: StageContext, send_claim: Send)
     """Fan a sequenced contribution (or reference set) out to every index shard, batch by
     batch. Each shard hears from every batch, possibly with no documents, so the assembler
     can count answers."""
-    total = claim_batches(ctx, message["fingerprinted"])
+    total = claim_batches(message["fingerprinted"])
     batch_no = 0
     for batch_no, batch in enumerate(_fingerprint_batches(message["fingerprints"], ctx)):
         await _send_claims(message, seq, batch_no, total, batch, ctx, send_claim)
