@@ -18,7 +18,7 @@ import re
 import time
 import unicodedata
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,7 +103,7 @@ class UploadContext:
     validator: Executor
     max_upload_bytes: int
     format_limits: formats.Limits
-    accepted_terms: dict[str, str]
+    accepted_terms: Mapping[str, str]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

@@ -12,9 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.bus import FactProducer
+from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import connect, create_pool
+from services.common.facts import BY_EVENT_TYPE
 from services.common.migrations import migrate
 from services.common.topics import TopicRegistry, ensure_topics
 
@@ -97,6 +98,24 @@ async def pool(settings, schema):
 async def producer(settings, registry):
     async with FactProducer(settings.kafka_bootstrap, registry, client_id="tests") as fact_producer:
         yield fact_producer
+
+
+@pytest.fixture
+def consumer_for(settings, registry, producer):
+    """A FactConsumer over every fact topic of this test's registry, for `group`."""
+
+    def make(group_id: str, handler, **options) -> FactConsumer:
+        return FactConsumer(
+            bootstrap=settings.kafka_bootstrap,
+            registry=registry,
+            group_id=group_id,
+            event_types=BY_EVENT_TYPE,
+            handler=handler,
+            dead_letters=producer,
+            **options,
+        )
+
+    return make
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0):

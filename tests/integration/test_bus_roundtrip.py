@@ -8,7 +8,7 @@ import pytest
 
 from services.common.bus import Delivery, FactConsumer
 from services.common.examples import example_envelopes
-from services.common.facts import BY_EVENT_TYPE, encode, payload_of
+from services.common.facts import encode, payload_of
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ async def consume_until(consumer: FactConsumer, done, timeout_s: float = 30.0) -
         await consumer.poll_once(timeout_ms=300)
 
 
-async def test_every_fact_type_round_trips_through_kafka(settings, registry, producer, unique):
+async def test_every_fact_type_round_trips_through_kafka(registry, producer, unique, consumer_for):
     sent = example_envelopes(unique)
     for envelope in sent:
         metadata = await producer.publish(envelope)
@@ -30,14 +30,7 @@ async def test_every_fact_type_round_trips_through_kafka(settings, registry, pro
     async def collect(delivery: Delivery) -> None:
         received[delivery.envelope.event_id] = delivery
 
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=f"roundtrip-{unique}",
-        event_types=BY_EVENT_TYPE,
-        handler=collect,
-        dead_letters=producer,
-    )
+    consumer = consumer_for(f"roundtrip-{unique}", collect)
     async with consumer:
         await consume_until(consumer, lambda: len(received) == len(sent))
         for topic, partition in {(d.topic, d.partition) for d in received.values()}:
@@ -68,7 +61,7 @@ async def test_facts_are_keyed_and_carry_their_type_in_headers(
 
 
 async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original_bytes(
-    settings, registry, producer, unique
+    settings, registry, producer, unique, consumer_for
 ):
     examples = {e.event_type: e for e in example_envelopes(unique)}
     revenue_topic = registry.fact_topic("revenue.recorded")
@@ -87,14 +80,7 @@ async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original
     async def collect(delivery: Delivery) -> None:
         handled.append(delivery.envelope.event_id)
 
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=f"dlq-{unique}",
-        event_types=BY_EVENT_TYPE,
-        handler=collect,
-        dead_letters=producer,
-    )
+    consumer = consumer_for(f"dlq-{unique}", collect)
     async with consumer:
         await consume_until(consumer, lambda: consumer.dead_letter_count == 3 and handled)
     assert handled == [good.event_id]
@@ -113,7 +99,9 @@ async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original
         assert int(headers["dead_letter.source_offset"]) >= 0
 
 
-async def test_a_handler_can_reject_a_fact_permanently(settings, registry, producer, unique):
+async def test_a_handler_can_reject_a_fact_permanently(
+    settings, registry, producer, unique, consumer_for
+):
     from services.common.bus import PermanentFactError
 
     envelope = example_envelopes(unique)[0]
@@ -122,14 +110,7 @@ async def test_a_handler_can_reject_a_fact_permanently(settings, registry, produ
     async def refuse(delivery: Delivery) -> None:
         raise PermanentFactError("contribution references an unknown contributor")
 
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=f"reject-{unique}",
-        event_types=BY_EVENT_TYPE,
-        handler=refuse,
-        dead_letters=producer,
-    )
+    consumer = consumer_for(f"reject-{unique}", refuse)
     async with consumer:
         await consume_until(consumer, lambda: consumer.dead_letter_count == 1)
     [record] = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 1)
@@ -139,7 +120,9 @@ async def test_a_handler_can_reject_a_fact_permanently(settings, registry, produ
     assert record.value == encode(envelope)
 
 
-async def test_a_failed_batch_is_fetched_again_not_skipped(settings, registry, producer, unique):
+async def test_a_failed_batch_is_fetched_again_not_skipped(
+    registry, producer, unique, consumer_for
+):
     sent = example_envelopes(unique)
     for envelope in sent:
         await producer.publish(envelope)
@@ -152,15 +135,7 @@ async def test_a_failed_batch_is_fetched_again_not_skipped(settings, registry, p
             raise ConnectionError("database restarting")
         seen.append(delivery.envelope.event_id)
 
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=f"refetch-{unique}",
-        event_types=BY_EVENT_TYPE,
-        handler=flaky,
-        dead_letters=producer,
-        max_attempts=1,
-    )
+    consumer = consumer_for(f"refetch-{unique}", flaky, max_attempts=1)
     async with consumer:
         with pytest.raises(ConnectionError):
             await consume_until(consumer, lambda: False, timeout_s=15)

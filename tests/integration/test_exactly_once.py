@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.bus import Delivery, FactConsumer
+from services.common.bus import Delivery
 from services.common.db import connect
 from services.common.examples import example_envelopes
-from services.common.facts import BY_EVENT_TYPE, decode
+from services.common.facts import decode
 from services.common.inbox import Inbox
 from services.common.migrations import MigrationError, load_migrations, migrate
 from services.common.outbox import OutboxConflictError, write_outbox
@@ -88,17 +88,10 @@ async def _fill_outbox(pool, envelopes) -> None:
         assert await write_outbox(conn, envelopes) == len(envelopes)
 
 
-async def _apply_all(settings, registry, producer, pool, group: str, expected: int) -> Inbox:
+async def _apply_all(consumer_for, pool, group: str, expected: int) -> Inbox:
     await pool.execute(EFFECTS_TABLE)
     inbox = Inbox(pool, group, count_effect)
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=group,
-        event_types=BY_EVENT_TYPE,
-        handler=inbox,
-        dead_letters=producer,
-    )
+    consumer = consumer_for(group, inbox)
     async with consumer:
         deadline = asyncio.get_running_loop().time() + 30
         while inbox.applied_count + inbox.duplicate_count < expected:
@@ -107,18 +100,23 @@ async def _apply_all(settings, registry, producer, pool, group: str, expected: i
     return inbox
 
 
-async def test_a_relay_killed_before_publishing_publishes_after_restart(
-    settings, registry, producer, pool, schema, unique
-):
+async def _crash_relay(registry, pool, schema, unique, failpoint: str):
+    """Fill the outbox, run a relay that dies at `failpoint`, and check nothing was marked
+    published. Returns the facts and the relay's arguments for the restart."""
     derived = example_envelopes(unique)
     await _fill_outbox(pool, derived)
     args = ["relay", "--prefix", registry.prefix, "--schema", schema]
-
-    crashed = run_worker(*args, failpoints="relay.before_publish")
+    crashed = run_worker(*args, failpoints=failpoint)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(
-        derived
-    )
+    unpublished = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    assert unpublished == len(derived)
+    return derived, args
+
+
+async def test_a_relay_killed_before_publishing_publishes_after_restart(
+    settings, registry, producer, pool, schema, unique, consumer_for
+):
+    derived, args = await _crash_relay(registry, pool, schema, unique, "relay.before_publish")
     nothing = await read_topic(
         settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 0, timeout_s=1
     )
@@ -126,32 +124,22 @@ async def test_a_relay_killed_before_publishing_publishes_after_restart(
 
     assert stats(run_worker(*args))["published"] == len(derived)
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
-    inbox = await _apply_all(settings, registry, producer, pool, f"after-{unique}", len(derived))
+    inbox = await _apply_all(consumer_for, pool, f"after-{unique}", len(derived))
     assert await effects(pool) == {envelope.event_id: 1 for envelope in derived}
     assert inbox.duplicate_count == 0
 
 
 async def test_a_relay_killed_after_publishing_publishes_again_and_consumers_apply_once(
-    settings, registry, producer, pool, schema, unique
+    settings, registry, producer, pool, schema, unique, consumer_for
 ):
-    derived = example_envelopes(unique)
-    await _fill_outbox(pool, derived)
-    args = ["relay", "--prefix", registry.prefix, "--schema", schema]
-
-    crashed = run_worker(*args, failpoints="relay.after_publish")
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == len(
-        derived
-    )
+    derived, args = await _crash_relay(registry, pool, schema, unique, "relay.after_publish")
     assert stats(run_worker(*args))["published"] == len(derived)
 
     # Every fact is now on the log twice, with the same event id.
     copies = await read_topic(settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 2)
     assert len(copies) == 2 and decode(copies[0].value) == decode(copies[1].value)
 
-    inbox = await _apply_all(
-        settings, registry, producer, pool, f"after-{unique}", 2 * len(derived)
-    )
+    inbox = await _apply_all(consumer_for, pool, f"after-{unique}", 2 * len(derived))
     assert inbox.applied_count == len(derived)
     assert inbox.duplicate_count == len(derived)
     assert await effects(pool) == {envelope.event_id: 1 for envelope in derived}
@@ -171,7 +159,7 @@ async def test_the_outbox_refuses_a_different_fact_under_an_existing_event_id(po
 
 
 async def test_the_inbox_dead_letters_a_different_fact_reusing_an_applied_event_id(
-    settings, registry, producer, pool, unique
+    registry, producer, pool, unique, consumer_for
 ):
     await pool.execute(EFFECTS_TABLE)
     original = example_envelopes(unique)[0]
@@ -180,14 +168,7 @@ async def test_the_inbox_dead_letters_a_different_fact_reusing_an_applied_event_
     await producer.publish(original)
     await producer.publish(impostor)
     inbox = Inbox(pool, f"reuse-{unique}", count_effect)
-    consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
-        registry=registry,
-        group_id=f"reuse-{unique}",
-        event_types=BY_EVENT_TYPE,
-        handler=inbox,
-        dead_letters=producer,
-    )
+    consumer = consumer_for(f"reuse-{unique}", inbox)
     async with consumer:
         deadline = asyncio.get_running_loop().time() + 30
         while consumer.dead_letter_count == 0 and asyncio.get_running_loop().time() < deadline:

@@ -4,18 +4,25 @@ its id is the file name without `.md`, and acceptance names the SHA-256 of its b
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 
 TERMS_DIR = Path(__file__).parent
 CURRENT_TERMS_ID = "standard-2026-01"
 
 
-def accepted_terms() -> dict[str, str]:
-    """terms_id -> lower-case hex SHA-256 of the document."""
-    return {
-        path.stem: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(TERMS_DIR.glob("*.md"))
-    }
+@cache
+def accepted_terms() -> Mapping[str, str]:
+    """terms_id -> lower-case hex SHA-256 of the document. Read once per process: the
+    documents ship with the package and never change while it runs."""
+    return MappingProxyType(
+        {
+            path.stem: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(TERMS_DIR.glob("*.md"))
+        }
+    )
 
 
 def terms_text(terms_id: str) -> str:
