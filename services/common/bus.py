@@ -225,6 +225,21 @@ class FactConsumer:
     async def committed_offset(self, topic: str, partition: int) -> int | None:
         return await self._consumer.committed(TopicPartition(topic, partition))
 
+    async def caught_up(self, event_type: str) -> bool:
+        """True if this group has handled (and committed) every fact of `event_type` that
+        was on the log when this was called: whatever was appended before now has been
+        applied or dead-lettered."""
+        topic = self.registry.fact_topic(event_type)
+        partitions = self._consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        for partition, end in ends.items():
+            if end and (await self._consumer.committed(partition) or 0) < end:
+                return False
+        return True
+
     async def _process(self, record: ConsumerRecord) -> None:
         try:
             envelope = decode(record.value)

@@ -126,6 +126,8 @@ def example_payloads(run_id: str) -> dict[str, object]:
             period="2026-11",
             amount_minor=1_000_000,
             currency="USD",
+            agreement_id=derived_id("example.agreement", run_id),
+            deployment_ids=[derived_id("example.deployment", run_id)],
         ),
         "revenue.adjusted": consumer_pb2.RevenueAdjusted(
             adjustment_id=derived_id("example.adjustment", run_id),
@@ -167,6 +169,17 @@ def example_payloads(run_id: str) -> dict[str, object]:
             name=f"ACME {run_id}",
             api_key_sha256=_sha(f"key {run_id}"),
             api_key_prefix="tt_example",
+        ),
+        "snapshot.exported": consumer_pb2.SnapshotExported(
+            export_id=derived_id("example.export", run_id),
+            consumer_id="consumer",
+            snapshot_id=derived_id("example.snapshot", run_id),
+            merkle_root=_sha(f"members {run_id}"),
+            format=consumer_pb2.EXPORT_FORMAT_JSONL,
+            manifest_sha256=_sha(f"manifest {run_id}"),
+            shard_count=1,
+            documents=42,
+            tokens=57_250,
         ),
     }
 

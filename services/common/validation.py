@@ -167,6 +167,7 @@ def _service_deployed(fact: consumer_pb2.ServiceDeployed, p: _Problems) -> None:
 def _revenue_recorded(fact: consumer_pb2.RevenueRecorded, p: _Problems) -> None:
     p.required(fact, "revenue_id", "consumer_id", "external_id", "service_id")
     p.period(fact.period)
+    p.unique("deployment_ids", fact.deployment_ids)
     if fact.amount_minor <= 0:
         p.append(
             f"amount_minor must be positive, got {fact.amount_minor}; "
@@ -222,6 +223,13 @@ def _principal_registered(fact: identity_pb2.PrincipalRegistered, p: _Problems) 
     p.sha256("api_key_sha256", fact.api_key_sha256)
 
 
+def _snapshot_exported(fact: consumer_pb2.SnapshotExported, p: _Problems) -> None:
+    p.required(fact, "export_id", "consumer_id", "snapshot_id")
+    p.sha256("merkle_root", fact.merkle_root)
+    p.enum_set(fact, "format")
+    p.sha256("manifest_sha256", fact.manifest_sha256)
+
+
 _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "contribution.received": _contribution_received,
     "contribution.processed": _contribution_processed,
@@ -234,6 +242,7 @@ _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "allocation.made": _allocation_made,
     "payout.issued": _payout_issued,
     "principal.registered": _principal_registered,
+    "snapshot.exported": _snapshot_exported,
 }
 if set(_VALIDATORS) != set(BY_EVENT_TYPE):  # a new fact type must come with its rules
     raise RuntimeError("validation rules and the fact registry list different fact types")

@@ -1,0 +1,157 @@
+"""The ledger service: `python -m services.ledger.main`.
+
+Three tasks share one process:
+- the projection consumer (group `<prefix>ledger`): each fact through the inbox into the
+  ledger's tables, exactly once;
+- the releaser: allocates parked revenue events whose named facts have all arrived;
+- the outbox relay: publishes the derived allocation.made facts.
+
+The ledger is a single writer per deployment: it may run as several processes for
+availability (the consumer group gives the partitions to one of them at a time, and the
+relay's advisory lock lets one publish), but allocation throughput grows with revenue
+events, not with the platform's size, so one active instance is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from services.common.bus import FactConsumer, FactProducer
+from services.common.config import ConfigError, Settings
+from services.common.db import connect, create_pool
+from services.common.inbox import Inbox
+from services.common.migrations import load_migrations, migrate
+from services.common.outbox import OutboxRelay
+from services.common.topics import ensure_topics_on_broker
+from services.ledger import projection
+from services.ledger.projection import SQL_DIR
+
+log = logging.getLogger("ledger")
+
+
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}ledger"
+
+
+async def prepare_schema(database_url: str, schema: str) -> None:
+    conn = await connect(database_url, schema, application_name="ledger")
+    try:
+        await migrate(conn, schema, load_migrations("ledger", SQL_DIR))
+    finally:
+        await conn.close()
+
+
+class Releaser:
+    """Allocates parked revenue once everything it depends on has been applied.
+
+    Withdrawals are the one input a revenue fact does not name: a contribution withdrawn
+    before the period began takes no part. So a parked event is released only after the
+    ledger has applied every withdrawal that was on the log when the event was already
+    stored: the ids are read first, then the withdrawals topic's end is checked."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        withdrawals_settled: Callable[[], Awaitable[bool]],
+        interval_s: float = 0.3,
+    ):
+        self.pool = pool
+        self.withdrawals_settled = withdrawals_settled
+        self.interval_s = interval_s
+        self.released_count = 0
+
+    async def run_once(self) -> int:
+        async with self.pool.acquire() as conn:
+            parked = await projection.parked_revenue(conn)
+            if not parked or not await self.withdrawals_settled():
+                return 0
+            released = await projection.release(conn, parked)
+        self.released_count += released
+        return released
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                released = await self.run_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("releaser: %r; retrying", error)
+                released = 0
+            if not released:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
+
+
+async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
+    registry = settings.topic_registry()
+    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
+    await prepare_schema(settings.database_url, schema)
+    pool = await create_pool(settings.database_url, schema, application_name="ledger")
+    group = consumer_group(settings)
+    producer = FactProducer(settings.kafka_bootstrap, registry, client_id="ledger")
+    await producer.__aenter__()
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=group,
+        event_types=projection.EVENT_TYPES,
+        handler=Inbox(pool, group, projection.Projector()),
+        dead_letters=producer,
+    )
+    relay = OutboxRelay(settings.database_url, schema, producer)
+    releaser = Releaser(pool, lambda: consumer.caught_up("contribution.withdrawn"))
+    try:
+        await consumer.start()
+        log.info("ledger consuming as %s into schema %s", group, schema)
+        tasks = {
+            asyncio.create_task(consumer.run(stop), name="projection"),
+            asyncio.create_task(relay.run(stop), name="relay"),
+            asyncio.create_task(releaser.run(stop), name="releaser"),
+        }
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not stopping and t.exception() is not None]
+        for task in failed:
+            log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopping.cancel()
+        return 1 if failed else 0
+    finally:
+        await consumer.stop()
+        await producer.__aexit__(None, None, None)
+        await pool.close()
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("TT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"ledger: {error}", file=sys.stderr)
+        return 2
+    schema = os.environ.get("TT_LEDGER_SCHEMA", projection.SCHEMA)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await serve(settings, schema, stop)
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,677 @@
+"""The ledger's projection: facts in, parked revenue, allocations and a balanced journal out.
+
+`Projector` is the Inbox handler: it stores each fact it is given (refusing a second,
+different fact under an id already used) and derives nothing by itself. `release` then
+allocates every parked revenue event whose named facts have all arrived; it is called
+by the service's releaser after each batch (and by `1tt rebuild ledger` after replay).
+Allocation reads only the facts the revenue event names, so the order in which topics
+were read cannot change the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+
+from services.common.bus import PermanentFactError
+from services.common.facts import Envelope, make_envelope, payload_of
+from services.common.ids import derived_id
+from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
+from services.common.outbox import write_outbox
+from services.ledger import rules
+from tt.facts.v1 import ledger_pb2
+
+log = logging.getLogger(__name__)
+SQL_DIR = Path(__file__).parent / "sql"
+
+SCHEMA = "ledger"
+PRODUCER = "ledger"
+EVENT_TYPES = (
+    "contribution.processed",
+    "contribution.withdrawn",
+    "agreement.published",
+    "snapshot.created",
+    "service.deployed",
+    "revenue.recorded",
+    "revenue.adjusted",
+)
+# The tables `1tt rebuild ledger` compares, with their ordering keys. Inbox and outbox
+# rows are bookkeeping (offsets, times) and are not part of the comparison.
+PROJECTION_TABLES: dict[str, str] = {
+    "agreements": "agreement_id",
+    "snapshots": "snapshot_id",
+    "snapshot_members": "snapshot_id, contribution_id",
+    "deployments": "deployment_id",
+    "processed": "event_id",
+    "withdrawals": "contribution_id",
+    "revenue": "revenue_id",
+    "allocations": "allocation_id",
+    "accounts": "account",
+    "entries": "movement_id, line",
+}
+
+
+def _ts(stamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _payload_sha256(envelope: Envelope) -> str:
+    return hashlib.sha256(payload_of(envelope).SerializeToString(deterministic=True)).hexdigest()
+
+
+def _fits_int64(name: str, value: int) -> None:
+    if value > INT64_MAX:
+        raise PermanentFactError(f"{name} ({value}) does not fit a 64-bit integer; not wrapped")
+
+
+class Projector:
+    """Stores the facts the ledger allocates by."""
+
+    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+        handler = getattr(self, "_" + envelope.event_type.replace(".", "_"))
+        await handler(conn, envelope, payload_of(envelope))
+        return []
+
+    async def _store_once(
+        self, conn: asyncpg.Connection, table: str, id_column: str, fact_id: str, sql: str, *args
+    ) -> None:
+        """Insert a fact's row; the same id with the same payload is a no-op, with a
+        different payload a rejection (facts are immutable)."""
+        conflict = f" ON CONFLICT ({id_column}) DO NOTHING RETURNING 1"
+        inserted = await conn.fetchval(sql + conflict, *args)
+        if inserted:
+            return
+        stored = await conn.fetchval(
+            f"SELECT payload_sha256 FROM {table} WHERE {id_column} = $1", fact_id
+        )
+        if stored != args[-1]:
+            raise PermanentFactError(
+                f"{id_column} {fact_id} was already published with different content; a "
+                "published fact cannot be changed (publish a new one, or an adjustment)"
+            )
+
+    async def _contribution_processed(self, conn, envelope, fact) -> None:
+        _fits_int64("tokens_accepted", fact.tokens_accepted)
+        await conn.execute(
+            "INSERT INTO processed (event_id, contribution_id, contributor_id, tokens_accepted) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+            envelope.event_id,
+            fact.contribution_id,
+            fact.contributor_id,
+            fact.tokens_accepted,
+        )
+
+    async def _contribution_withdrawn(self, conn, envelope, fact) -> None:
+        # The earliest withdrawal counts, whatever order two of them arrive in.
+        await conn.execute(
+            "INSERT INTO withdrawals (contribution_id, contributor_id, effective_at) "
+            "VALUES ($1, $2, $3) ON CONFLICT (contribution_id) DO UPDATE "
+            "SET effective_at = LEAST(withdrawals.effective_at, EXCLUDED.effective_at)",
+            fact.contribution_id,
+            fact.contributor_id,
+            _ts(fact.effective_at),
+        )
+
+    async def _agreement_published(self, conn, envelope, fact) -> None:
+        await self._store_once(
+            conn,
+            "agreements",
+            "agreement_id",
+            fact.agreement_id,
+            "INSERT INTO agreements (agreement_id, consumer_id, service_id, share_bps, "
+            "weighting_rule, effective_from, effective_until, currency, min_payout_minor, "
+            "event_id, payload_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            fact.agreement_id,
+            fact.consumer_id,
+            fact.service_id,
+            fact.share_bps,
+            fact.weighting_rule,
+            _ts(fact.effective_from),
+            _ts(fact.effective_until) if fact.HasField("effective_until") else None,
+            fact.currency,
+            fact.min_payout_minor,
+            envelope.event_id,
+            _payload_sha256(envelope),
+        )
+
+    async def _snapshot_created(self, conn, envelope, fact) -> None:
+        for member in fact.members:
+            _fits_int64("tokens_accepted", member.tokens_accepted)
+        digest = _payload_sha256(envelope)
+        exists = await conn.fetchval(
+            "SELECT payload_sha256 FROM snapshots WHERE snapshot_id = $1", fact.snapshot_id
+        )
+        if exists is not None:
+            if exists != digest:
+                raise PermanentFactError(
+                    f"snapshot_id {fact.snapshot_id} was already published with different "
+                    "members; a snapshot is immutable (create a new one)"
+                )
+            return
+        await conn.execute(
+            "INSERT INTO snapshots (snapshot_id, consumer_id, name, selection, as_of, "
+            "merkle_root, member_count, event_id, payload_sha256) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            fact.snapshot_id,
+            fact.consumer_id,
+            fact.name,
+            fact.selection,
+            _ts(fact.as_of) if fact.HasField("as_of") else None,
+            fact.merkle_root,
+            len(fact.members),
+            envelope.event_id,
+            digest,
+        )
+        await conn.copy_records_to_table(
+            "snapshot_members",
+            records=[
+                (
+                    fact.snapshot_id,
+                    m.contribution_id,
+                    m.contributor_id,
+                    m.tokens_accepted,
+                    m.processed_event_id,
+                )
+                for m in fact.members
+            ],
+            columns=[
+                "snapshot_id",
+                "contribution_id",
+                "contributor_id",
+                "tokens_accepted",
+                "processed_event_id",
+            ],
+        )
+
+    async def _service_deployed(self, conn, envelope, fact) -> None:
+        await self._store_once(
+            conn,
+            "deployments",
+            "deployment_id",
+            fact.deployment_id,
+            "INSERT INTO deployments (deployment_id, consumer_id, service_id, snapshot_ids, "
+            "deployed_from, event_id, payload_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            fact.deployment_id,
+            fact.consumer_id,
+            fact.service_id,
+            list(fact.snapshot_ids),
+            _ts(fact.deployed_from),
+            envelope.event_id,
+            _payload_sha256(envelope),
+        )
+
+    async def _revenue_recorded(self, conn, envelope, fact) -> None:
+        await self._store_revenue(
+            conn,
+            envelope,
+            revenue_id=fact.revenue_id,
+            kind="recorded",
+            original=None,
+            external_id=fact.external_id,
+            period=fact.period,
+            amount_minor=fact.amount_minor,
+            agreement_id=fact.agreement_id,
+            deployment_ids=list(fact.deployment_ids),
+            reason="",
+        )
+
+    async def _revenue_adjusted(self, conn, envelope, fact) -> None:
+        await self._store_revenue(
+            conn,
+            envelope,
+            revenue_id=fact.adjustment_id,
+            kind="adjusted",
+            original=fact.revenue_id,
+            external_id="",
+            period="",
+            amount_minor=fact.delta_minor,
+            agreement_id="",
+            deployment_ids=[],
+            reason=fact.reason,
+        )
+
+    async def _store_revenue(self, conn, envelope, *, revenue_id, kind, original, **fields):
+        fact = payload_of(envelope)
+        digest = _payload_sha256(envelope)
+        stored = await conn.fetchrow(
+            "SELECT payload_sha256, amount_minor, currency, period FROM revenue "
+            "WHERE revenue_id = $1",
+            revenue_id,
+        )
+        if stored is None and kind == "recorded":
+            stored = await conn.fetchrow(
+                "SELECT payload_sha256, amount_minor, currency, period FROM revenue "
+                "WHERE kind = 'recorded' AND consumer_id = $1 AND external_id = $2",
+                fact.consumer_id,
+                fields["external_id"],
+            )
+        if stored is not None:
+            if stored["payload_sha256"] == digest:
+                return  # the same event published again: a no-op
+            what = "revenue" if kind == "recorded" else "adjustment"
+            raise PermanentFactError(
+                f"{what} {fields['external_id'] or revenue_id} of consumer {fact.consumer_id} "
+                f"was already recorded ({stored['amount_minor']} minor units "
+                f"{stored['currency']}{', period ' + stored['period'] if stored['period'] else ''})"
+                " and this fact says something different; it is not paid twice. Record a "
+                "correction as revenue.adjusted referencing the original."
+            )
+        await conn.execute(
+            "INSERT INTO revenue (revenue_id, kind, original_revenue_id, consumer_id, "
+            "external_id, service_id, period, amount_minor, currency, agreement_id, "
+            "deployment_ids, reason, event_id, payload_sha256, status, status_reason) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'parked', "
+            "'not yet examined')",
+            revenue_id,
+            kind,
+            original,
+            fact.consumer_id,
+            fields["external_id"],
+            fact.service_id,
+            fields["period"],
+            fields["amount_minor"],
+            fact.currency,
+            fields["agreement_id"],
+            fields["deployment_ids"],
+            fields["reason"],
+            envelope.event_id,
+            digest,
+        )
+
+
+# -- release -----------------------------------------------------------------------------
+
+
+class _Waiting(Exception):
+    """A named fact has not arrived yet."""
+
+
+class _Rejected(Exception):
+    """The named facts can never be allocated as published."""
+
+
+async def parked_revenue(conn: asyncpg.Connection) -> list[str]:
+    """Parked revenue ids in release order: recorded events before adjustments."""
+    rows = await conn.fetch(
+        "SELECT revenue_id FROM revenue WHERE status = 'parked' "
+        "ORDER BY kind = 'adjusted', revenue_id"
+    )
+    return [row["revenue_id"] for row in rows]
+
+
+async def release(conn: asyncpg.Connection, revenue_ids: Sequence[str]) -> int:
+    """Try to allocate each parked revenue event, each in its own transaction. Returns
+    how many left the parked state. Safe to run concurrently with itself (row locks)."""
+    released = 0
+    for revenue_id in revenue_ids:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM revenue WHERE revenue_id = $1 AND status = 'parked' FOR UPDATE",
+                revenue_id,
+            )
+            if row is None:
+                continue
+            try:
+                if row["kind"] == "recorded":
+                    await _allocate_recorded(conn, row)
+                else:
+                    await _allocate_adjustment(conn, row)
+                released += 1
+            except _Waiting as waiting:
+                if row["status_reason"] != f"waiting for {waiting}":
+                    await conn.execute(
+                        "UPDATE revenue SET status_reason = $2 WHERE revenue_id = $1",
+                        revenue_id,
+                        f"waiting for {waiting}",
+                    )
+            except _Rejected as rejected:
+                log.warning("revenue %s rejected: %s", revenue_id, rejected)
+                await conn.execute(
+                    "UPDATE revenue SET status = 'rejected', status_reason = $2 "
+                    "WHERE revenue_id = $1",
+                    revenue_id,
+                    str(rejected),
+                )
+                released += 1
+    return released
+
+
+async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    service_id, period = row["service_id"], row["period"]
+    _check_currency(row["currency"])
+    if not row["agreement_id"]:
+        raise _Rejected(
+            "the revenue fact names no agreement (agreement_id); publish it with the consumer "
+            "client, which names the agreement in force for the service and period"
+        )
+    if not row["deployment_ids"]:
+        raise _Rejected("the revenue fact names no deployment (deployment_ids)")
+    missing = []
+    agreement = await conn.fetchrow(
+        "SELECT * FROM agreements WHERE agreement_id = $1", row["agreement_id"]
+    )
+    if agreement is None:
+        missing.append(f"agreement {row['agreement_id']}")
+    deployments = await conn.fetch(
+        "SELECT * FROM deployments WHERE deployment_id = ANY($1::text[]) ORDER BY deployment_id",
+        row["deployment_ids"],
+    )
+    found = {d["deployment_id"] for d in deployments}
+    missing += [f"deployment {d}" for d in sorted(set(row["deployment_ids"]) - found)]
+    snapshot_ids = sorted({s for d in deployments for s in d["snapshot_ids"]})
+    snapshots = await conn.fetch(
+        "SELECT snapshot_id FROM snapshots WHERE snapshot_id = ANY($1::text[])", snapshot_ids
+    )
+    missing += [
+        f"snapshot {s}" for s in sorted(set(snapshot_ids) - {s["snapshot_id"] for s in snapshots})
+    ]
+    members = await conn.fetch(
+        "SELECT m.snapshot_id, m.contribution_id, m.contributor_id, m.tokens_accepted AS claimed,"
+        " m.processed_event_id, p.contribution_id AS p_contribution, "
+        " p.contributor_id AS p_contributor, p.tokens_accepted "
+        "FROM snapshot_members m LEFT JOIN processed p ON p.event_id = m.processed_event_id "
+        "WHERE m.snapshot_id = ANY($1::text[]) ORDER BY m.snapshot_id, m.contribution_id",
+        snapshot_ids,
+    )
+    unprocessed = sorted({m["processed_event_id"] for m in members if m["tokens_accepted"] is None})
+    if unprocessed:
+        missing.append(
+            f"{len(unprocessed)} contribution.processed fact(s) named by the snapshots "
+            f"(first: {unprocessed[0]})"
+        )
+    if missing:
+        raise _Waiting("; ".join(missing))
+
+    if agreement["service_id"] != service_id:
+        raise _Rejected(
+            f"agreement {agreement['agreement_id']} is for service {agreement['service_id']!r},"
+            f" not {service_id!r}"
+        )
+    if agreement["consumer_id"] != row["consumer_id"]:
+        raise _Rejected(f"agreement {agreement['agreement_id']} is another consumer's")
+    if agreement["currency"] != row["currency"]:
+        raise _Rejected(
+            f"the revenue is in {row['currency']} but agreement {agreement['agreement_id']} "
+            f"settles in {agreement['currency']}; currencies never mix"
+        )
+    terms = rules.AgreementTerms(
+        agreement["agreement_id"],
+        agreement["service_id"],
+        agreement["share_bps"],
+        agreement["currency"],
+        agreement["effective_from"],
+        agreement["effective_until"],
+    )
+    if not rules.covers(terms, period):
+        raise _Rejected(f"agreement {agreement['agreement_id']} is not in force during {period}")
+    _, period_end = rules.period_bounds(period)
+    for deployment in deployments:
+        if deployment["service_id"] != service_id:
+            raise _Rejected(
+                f"deployment {deployment['deployment_id']} is of service "
+                f"{deployment['service_id']!r}, not {service_id!r}"
+            )
+        if deployment["deployed_from"] >= period_end:
+            raise _Rejected(f"deployment {deployment['deployment_id']} began after {period} ended")
+    by_snapshot: dict[str, list[rules.Member]] = {}
+    for m in members:
+        if (m["p_contribution"], m["p_contributor"]) != (m["contribution_id"], m["contributor_id"]):
+            raise _Rejected(
+                f"snapshot {m['snapshot_id']} lists contribution {m['contribution_id']} with "
+                f"processed fact {m['processed_event_id']}, which is about another contribution"
+            )
+        if m["claimed"] != m["tokens_accepted"]:
+            raise _Rejected(
+                f"snapshot {m['snapshot_id']} claims {m['claimed']} accepted tokens for "
+                f"contribution {m['contribution_id']}, but its processed fact says "
+                f"{m['tokens_accepted']}"
+            )
+        by_snapshot.setdefault(m["snapshot_id"], []).append(
+            rules.Member(m["contribution_id"], m["contributor_id"], m["tokens_accepted"])
+        )
+    member_ids = sorted({m["contribution_id"] for m in members})
+    withdrawn = {
+        w["contribution_id"]: w["effective_at"]
+        for w in await conn.fetch(
+            "SELECT contribution_id, effective_at FROM withdrawals "
+            "WHERE contribution_id = ANY($1::text[])",
+            member_ids,
+        )
+    }
+    weight_per_token = rules.WEIGHT_PER_TOKEN.get(agreement["weighting_rule"])
+    if weight_per_token is None:
+        raise _Rejected(f"weighting rule {agreement['weighting_rule']} is not known")
+    claims = rules.claims_for(list(by_snapshot.items()), withdrawn, period, weight_per_token)
+    await _write_split(conn, row, agreement["agreement_id"], agreement["share_bps"], claims)
+
+
+async def _allocate_adjustment(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    _check_currency(row["currency"])
+    original = await conn.fetchrow(
+        "SELECT * FROM revenue WHERE revenue_id = $1", row["original_revenue_id"]
+    )
+    if original is None:
+        raise _Waiting(f"revenue {row['original_revenue_id']}, which this adjustment corrects")
+    if original["kind"] != "recorded":
+        raise _Rejected(f"{row['original_revenue_id']} is an adjustment; adjust the original")
+    if original["status"] == "parked":
+        raise _Waiting(f"revenue {original['revenue_id']} to be allocated first")
+    if original["status"] == "rejected":
+        raise _Rejected(
+            f"it corrects revenue {original['revenue_id']}, which was rejected: "
+            f"{original['status_reason']}"
+        )
+    if original["currency"] != row["currency"]:
+        raise _Rejected(
+            f"the adjustment is in {row['currency']} but revenue {original['revenue_id']} is "
+            f"in {original['currency']}; currencies never mix"
+        )
+    if original["service_id"] != row["service_id"]:
+        raise _Rejected(f"revenue {original['revenue_id']} is of another service")
+    if original["consumer_id"] != row["consumer_id"]:
+        raise _Rejected(f"revenue {original['revenue_id']} is another consumer's")
+    claims = [
+        rules.Claim(a["contribution_id"], a["contributor_id"], a["weight"])
+        for a in await conn.fetch(
+            "SELECT contribution_id, contributor_id, weight FROM allocations "
+            "WHERE revenue_id = $1 ORDER BY contribution_id",
+            original["revenue_id"],
+        )
+    ]
+    agreement_id = original["agreement_id"]
+    await conn.execute(
+        "UPDATE revenue SET period = $2, agreement_id = $3, deployment_ids = $4 "
+        "WHERE revenue_id = $1",
+        row["revenue_id"],
+        original["period"],
+        agreement_id,
+        original["deployment_ids"],
+    )
+    row = await conn.fetchrow("SELECT * FROM revenue WHERE revenue_id = $1", row["revenue_id"])
+    await _write_split(conn, row, agreement_id, original["share_bps"] or 0, claims)
+
+
+def _check_currency(currency: str) -> None:
+    try:
+        minor_exponent(currency)
+    except UnknownCurrencyError as error:
+        raise _Rejected(str(error)) from None
+
+
+async def _write_split(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    agreement_id: str,
+    share_bps: int,
+    claims: list[rules.Claim],
+) -> None:
+    revenue_id, currency = row["revenue_id"], row["currency"]
+    try:
+        pool = rules.pool_micros(row["amount_minor"], currency, share_bps)
+    except rules.AllocationError as error:
+        raise _Rejected(str(error)) from None
+    try:
+        parts = rules.split(pool, claims)
+    except rules.AllocationError as error:
+        await conn.execute(
+            "UPDATE revenue SET status = 'unallocated', status_reason = $2, share_bps = $3, "
+            "pool_micros = $4, total_weight = 0 WHERE revenue_id = $1",
+            revenue_id,
+            f"{error}; the pool stays with the consumer",
+            share_bps,
+            pool,
+        )
+        return
+    total_weight = parts[0].total_weight
+    if total_weight > INT64_MAX:
+        raise _Rejected(f"the total weight ({total_weight}) does not fit a 64-bit integer")
+    allocations = []
+    envelopes = []
+    now = datetime.now(UTC)
+    for part in parts:
+        allocation_id = derived_id("allocation.made", revenue_id, part.contribution_id)
+        fact = ledger_pb2.AllocationMade(
+            allocation_id=allocation_id,
+            revenue_id=revenue_id,
+            service_id=row["service_id"],
+            agreement_id=agreement_id,
+            contributor_id=part.contributor_id,
+            contribution_id=part.contribution_id,
+            period=row["period"],
+            currency=currency,
+            allocated_micros=part.micros,
+            pool_micros=pool,
+            weight=part.weight,
+            total_weight=part.total_weight,
+        )
+        allocations.append(
+            (
+                allocation_id,
+                revenue_id,
+                row["service_id"],
+                agreement_id,
+                part.contributor_id,
+                part.contribution_id,
+                row["period"],
+                currency,
+                part.micros,
+                pool,
+                part.weight,
+                part.total_weight,
+            )
+        )
+        envelopes.append(
+            make_envelope(
+                fact,
+                event_id=allocation_id,
+                producer=PRODUCER,
+                occurred_at=now,
+                recorded_at=now,
+                causation_id=row["event_id"],
+            )
+        )
+    await conn.copy_records_to_table(
+        "allocations",
+        records=allocations,
+        columns=[
+            "allocation_id",
+            "revenue_id",
+            "service_id",
+            "agreement_id",
+            "contributor_id",
+            "contribution_id",
+            "period",
+            "currency",
+            "allocated_micros",
+            "pool_micros",
+            "weight",
+            "total_weight",
+        ],
+    )
+    await _journal(conn, revenue_id, row["consumer_id"], currency, pool, parts)
+    await write_outbox(conn, envelopes)
+    await conn.execute(
+        "UPDATE revenue SET status = 'allocated', status_reason = '', share_bps = $2, "
+        "pool_micros = $3, total_weight = $4 WHERE revenue_id = $1",
+        revenue_id,
+        share_bps,
+        pool,
+        total_weight,
+    )
+
+
+async def _journal(
+    conn: asyncpg.Connection,
+    movement_id: str,
+    consumer_id: str,
+    currency: str,
+    pool: int,
+    parts: list[rules.Part],
+) -> None:
+    """One balanced movement: the consumer's revenue share against the contributors'
+    parts. A positive pool debits the consumer and credits contributors; a negative one
+    (a clawback) the reverse."""
+    if pool == 0:
+        return
+    consumer_account = f"consumer:{consumer_id}:{currency}"
+    accounts = {(consumer_account, "consumer", consumer_id)}
+    lines = [(movement_id, 0, consumer_account, currency, max(pool, 0), max(-pool, 0))]
+    for part in parts:
+        if part.micros == 0:
+            continue
+        account = f"contributor:{part.contributor_id}:{currency}"
+        accounts.add((account, "contributor", part.contributor_id))
+        lines.append(
+            (movement_id, len(lines), account, currency, max(-part.micros, 0), max(part.micros, 0))
+        )
+    await conn.executemany(
+        "INSERT INTO accounts (account, kind, owner_id, currency) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (account) DO NOTHING",
+        [(a, kind, owner, currency) for a, kind, owner in sorted(accounts)],
+    )
+    await conn.copy_records_to_table(
+        "entries",
+        records=lines,
+        columns=["movement_id", "line", "account", "currency", "debit_micros", "credit_micros"],
+    )
+
+
+# -- the canonical digest ----------------------------------------------------------------
+
+
+def _canonical(value):
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+async def projection_digest(conn: asyncpg.Connection) -> tuple[str, dict[str, int]]:
+    """SHA-256 over every projection table's rows in key order (canonical JSON, one line
+    per row), and the row count of each table."""
+    digest = hashlib.sha256()
+    counts = {}
+    for table, order in PROJECTION_TABLES.items():
+        rows = await conn.fetch(f"SELECT * FROM {table} ORDER BY {order}")
+        counts[table] = len(rows)
+        digest.update(f"table {table}\n".encode())
+        for row in rows:
+            line = json.dumps(
+                {key: _canonical(value) for key, value in row.items()},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest(), counts

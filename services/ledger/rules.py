@@ -1,0 +1,236 @@
+"""The allocation rules, as pure functions of the facts they name (docs/allocation.md).
+
+For a revenue event R of service S in period P, under agreement A, over the snapshots of
+deployments D1..Dn:
+
+1. pool_micros = R.amount_minor x micros-per-minor(currency) x A.share_bps / 10000,
+   truncated toward zero (the sub-micro remainder stays with the consumer). Exact
+   integer arithmetic; an adjustment's pool is computed the same way from its signed
+   delta.
+2. Claims: every contribution in the union of the deployments' snapshots, less those
+   withdrawn before P began, weighted by accepted tokens (from its contribution.processed
+   fact) x the agreement's weight (1 for WEIGHTING_RULE_ACCEPTED_TOKENS).
+3. Split |pool| by the largest-remainder method: each claim gets floor(|pool| x w / W);
+   the micro-units left over go one each to the claims with the largest remainders
+   (|pool| x w mod W), ties broken by ascending contribution id. The sign of the pool is
+   then applied to every part. The parts sum to the pool exactly and each is within one
+   micro-unit of its exact rational share.
+
+Which agreement and which deployments apply is decided by the publisher when it records
+the revenue (`agreement_in_force`, `deployments_for` below, used by the consumer client)
+and named in the fact, so the ledger's result never depends on which other facts
+happened to arrive first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.common.money import BPS_PER_UNIT, INT64_MAX, micros_per_minor
+
+WEIGHT_PER_TOKEN = {1: 1}  # WeightingRule -> multiplier; ACCEPTED_TOKENS = 1
+
+
+class AllocationError(ValueError):
+    """The facts named cannot be allocated; the message says why, in words."""
+
+
+# -- periods -----------------------------------------------------------------------------
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """[start, end) of a calendar month 'YYYY-MM' in UTC."""
+    try:
+        year, month = (int(part) for part in period.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise AllocationError(f"period must be 'YYYY-MM', got {period!r}") from None
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+def pool_micros(amount_minor: int, currency: str, share_bps: int) -> int:
+    """The contributors' pool for a revenue amount (or a signed adjustment)."""
+    if not 0 <= share_bps <= BPS_PER_UNIT:
+        raise AllocationError(f"share_bps must be 0..{BPS_PER_UNIT}, got {share_bps}")
+    numerator = abs(amount_minor) * micros_per_minor(currency) * share_bps
+    pool = numerator // BPS_PER_UNIT
+    if pool > INT64_MAX:
+        raise AllocationError(
+            f"the pool ({pool} micros) does not fit a 64-bit amount; record the revenue in "
+            "smaller parts"
+        )
+    return -pool if amount_minor < 0 else pool
+
+
+# -- the split ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Claim:
+    contribution_id: str
+    contributor_id: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Part:
+    contribution_id: str
+    contributor_id: str
+    weight: int
+    total_weight: int
+    micros: int
+
+
+def split(pool: int, claims: Sequence[Claim]) -> list[Part]:
+    """Split `pool` micro-units over the claims by weight (largest remainder).
+
+    Claims of weight zero take no part (they are not returned). Returns parts ordered by
+    contribution id. Raises AllocationError if no claim has weight."""
+    seen: set[str] = set()
+    weighted = []
+    for claim in claims:
+        if claim.contribution_id in seen:
+            raise AllocationError(f"contribution {claim.contribution_id} is claimed twice")
+        seen.add(claim.contribution_id)
+        if claim.weight < 0:
+            raise AllocationError(f"contribution {claim.contribution_id} has negative weight")
+        if claim.weight:
+            weighted.append(claim)
+    total = sum(claim.weight for claim in weighted)
+    if total == 0:
+        raise AllocationError(
+            "no contribution with accepted tokens is eligible: the snapshots are empty, "
+            "every member was withdrawn before the period began, or none kept any tokens"
+        )
+    magnitude = abs(pool)
+    sign = -1 if pool < 0 else 1
+    floors = []
+    remainders = []
+    for claim in weighted:
+        quotient, remainder = divmod(magnitude * claim.weight, total)
+        floors.append(quotient)
+        remainders.append(remainder)
+    leftover = magnitude - sum(floors)
+    if leftover:
+        # The `leftover` largest remainders, ties by contribution id (ascending).
+        winners = heapq.nsmallest(
+            leftover,
+            range(len(weighted)),
+            key=lambda i: (-remainders[i], weighted[i].contribution_id),
+        )
+        for index in winners:
+            floors[index] += 1
+    parts = [
+        Part(claim.contribution_id, claim.contributor_id, claim.weight, total, sign * amount)
+        for claim, amount in zip(weighted, floors, strict=True)
+    ]
+    parts.sort(key=lambda part: part.contribution_id)
+    return parts
+
+
+# -- who is eligible ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A snapshot member, with the token count of the processed fact it names."""
+
+    contribution_id: str
+    contributor_id: str
+    tokens_accepted: int
+
+
+def claims_for(
+    snapshots: Sequence[tuple[str, Sequence[Member]]],
+    withdrawn_at: Mapping[str, datetime],
+    period: str,
+    weight_per_token: int = 1,
+) -> list[Claim]:
+    """The union of the snapshots' members, less those withdrawn before the period began.
+
+    `snapshots` is (snapshot_id, members); a contribution in several snapshots counts
+    once, with the member entry of the snapshot whose id sorts first."""
+    start, _ = period_bounds(period)
+    chosen: dict[str, Member] = {}
+    for _, members in sorted(snapshots, key=lambda item: item[0]):
+        for member in members:
+            chosen.setdefault(member.contribution_id, member)
+    claims = []
+    for contribution_id in sorted(chosen):
+        member = chosen[contribution_id]
+        withdrawn = withdrawn_at.get(contribution_id)
+        if withdrawn is not None and withdrawn < start:
+            continue
+        claims.append(
+            Claim(contribution_id, member.contributor_id, member.tokens_accepted * weight_per_token)
+        )
+    return claims
+
+
+# -- what the publisher names ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgreementTerms:
+    agreement_id: str
+    service_id: str
+    share_bps: int
+    currency: str
+    effective_from: datetime
+    effective_until: datetime | None
+    min_payout_minor: int = 0
+    weighting_rule: int = 1
+
+
+def covers(agreement: AgreementTerms, period: str) -> bool:
+    start, end = period_bounds(period)
+    return agreement.effective_from < end and (
+        agreement.effective_until is None or agreement.effective_until > start
+    )
+
+
+def agreement_in_force(
+    agreements: Iterable[AgreementTerms], service_id: str, period: str
+) -> AgreementTerms | None:
+    """The agreement that governs a whole period: the one in force at the period's first
+    instant (the most recently effective, if several); if none was, the first to take
+    effect during the period. A change of terms mid-period applies from the next period.
+    """
+    start, _ = period_bounds(period)
+    candidates = [a for a in agreements if a.service_id == service_id and covers(a, period)]
+    at_start = [a for a in candidates if a.effective_from <= start]
+    if at_start:
+        return max(at_start, key=lambda a: (a.effective_from, a.agreement_id))
+    if candidates:
+        return min(candidates, key=lambda a: (a.effective_from, a.agreement_id))
+    return None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: str
+    service_id: str
+    snapshot_ids: tuple[str, ...]
+    deployed_from: datetime
+
+
+def deployments_for(
+    deployments: Iterable[Deployment], service_id: str, period: str
+) -> list[Deployment]:
+    """The deployments a service ran on during a period: the one live at the period's
+    start (the latest deployed by then) and every one deployed during the period."""
+    start, end = period_bounds(period)
+    own = [d for d in deployments if d.service_id == service_id and d.deployed_from < end]
+    before = [d for d in own if d.deployed_from <= start]
+    during = [d for d in own if d.deployed_from > start]
+    chosen = during
+    if before:
+        chosen = [max(before, key=lambda d: (d.deployed_from, d.deployment_id)), *during]
+    return sorted(chosen, key=lambda d: (d.deployed_from, d.deployment_id))
