@@ -27,7 +27,7 @@ export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 
-.PHONY: help venv proto lint up restart down status reset demo bench test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset rebuild-ledger demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -86,6 +86,11 @@ status:
 
 reset:
 	$(STACK) reset
+
+## Drop the ledger's projection and replay it from the log; prints both digests.
+rebuild-ledger: up
+	$(SERVICES_SH) stop ledger
+	$(PY) -m services.cli.main rebuild ledger; status=$$?; $(SERVICES_SH) start ledger; exit $$status
 
 demo: up
 	$(PY) -m services.cli.main demo

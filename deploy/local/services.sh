@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The platform's own services as background processes of the local stack.
 #
-# Usage: deploy/local/services.sh start|stop|restart|status
+# Usage: deploy/local/services.sh start|stop|restart|status [SERVICE...]
+#   (every service by default; SERVICE is one of ingest, preprocess, ledger)
 #   start    start every service that is not running, each with a PID file in
 #            $TT_RUN_DIR/pids/<name>.pid and a log in $TT_RUN_DIR/logs/<name>.log, and
 #            wait until it reports SERVING (fails, showing the log's tail, if it does not)
@@ -16,7 +17,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TT_RUN_DIR="${TT_RUN_DIR:-$REPO_ROOT/.run}"
 PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
-SERVICES=(ingest preprocess)
+SERVICES=(ingest preprocess ledger)
 READY_TIMEOUT_S="${TT_SERVICE_READY_TIMEOUT:-120}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -67,7 +68,18 @@ stop_one() {
   rm -f "$TT_RUN_DIR/pids/$name.pid"
 }
 
-case "${1:-}" in
+command="${1:-}"
+if (($# > 1)); then
+  for name in "${@:2}"; do
+    if [[ " ${SERVICES[*]} " != *" $name "* ]]; then
+      log "unknown service '$name'; the services are: ${SERVICES[*]}"
+      exit 2
+    fi
+  done
+  SERVICES=("${@:2}")
+fi
+
+case "$command" in
   start) for name in "${SERVICES[@]}"; do start_one "$name"; done ;;
   stop) for name in "${SERVICES[@]}"; do stop_one "$name"; done ;;
   restart)

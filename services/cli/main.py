@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 
+from services.cli import ledger_cli
 from services.common.config import ConfigError, Settings
 from services.common.topics import describe_topic_configs_on_broker, ensure_topics_on_broker
 
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_parser("init-secrets", help="create the local stack's keys if missing")
     check = admin.add_parser("health", help="wait until a service reports SERVING")
-    check.add_argument("--service", choices=["ingest", "preprocess"], default="ingest")
+    check.add_argument("--service", choices=["ingest", "preprocess", "ledger"], default="ingest")
     check.add_argument("--address", default=None)
     check.add_argument("--wait-s", type=float, default=0.0)
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
@@ -107,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     reference.add_argument(
         "--api-key", default=None, help="a consumer's key (default: $TT_API_KEY)"
     )
+    ledger_cli.add_consumer_parsers(consumer)
+    ledger_cli.add_ledger_parsers(commands)
 
     estimate = commands.add_parser(
         "estimate", help="run the preprocessing pipeline locally on files before uploading"
@@ -250,12 +253,14 @@ async def _admin(settings: Settings, args) -> int:
 
     run_dir = Path(os.environ.get("TT_RUN_DIR", ".run"))
     if args.admin_command == "health":
-        if args.service == "preprocess":
-            group = f"{settings.topic_prefix}tt-preprocess"
+        if args.service in ("preprocess", "ledger"):
+            group = f"{settings.topic_prefix}" + (
+                "tt-preprocess" if args.service == "preprocess" else "ledger"
+            )
             ready, detail = await admin.wait_group_stable(
                 settings.kafka_bootstrap, group, args.wait_s
             )
-            print(f"preprocess: {detail}")
+            print(f"{args.service}: {detail}")
             return 0 if ready else 1
         address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
         serving, detail = await admin.wait_serving(address, args.wait_s)
@@ -299,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_admin(settings, args))
         if args.command == "verify-receipt":
             return _verify(args)
+        if args.command == "consumer" and args.consumer_command != "reference":
+            return asyncio.run(ledger_cli.run_consumer(settings, args))
+        if args.command == "allocations":
+            return asyncio.run(ledger_cli.run_allocations(settings, args))
+        if args.command == "rebuild":
+            return asyncio.run(ledger_cli.run_rebuild(settings, args))
         if args.command == "consumer":
             import json
 
@@ -322,7 +333,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return estimate(args.paths, args.json, args.out)
         return asyncio.run(_contributor(args))
-    except (ConfigError, CliError, UploadRejected, ValueError, OSError) as error:
+    except (
+        ConfigError,
+        CliError,
+        UploadRejected,
+        ValueError,
+        OSError,
+        PermissionError,
+        RuntimeError,
+    ) as error:
         print(f"1tt: {error}", file=sys.stderr)
         return 1 if not isinstance(error, ConfigError) else 2
     except grpc.RpcError as error:

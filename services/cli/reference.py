@@ -22,38 +22,20 @@ from services.cli.contribute import CliError, collect_files
 from services.cli.estimate import _records
 from services.common.blobstore import BlobStore, load_public_key
 from services.common.config import Settings
-from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.identity import Principal
 from services.common.ids import new_id
+from services.common.principals import AccessError, principal_for_key
 from services.preprocess.fingerprints import fingerprint
 from services.preprocess.normalize import normalize
 from services.preprocess.pipeline import PipelineConfig
 
 
 async def require_role(settings: Settings, api_key: str | None, role: str) -> Principal:
-    """The principal holding `api_key`, if it has `role` (looked up in ingest's projection
-    of principal.registered facts); CliError saying what is wrong otherwise."""
-    import asyncpg
-
-    key = api_key_from_authorization(f"Bearer {api_key}") if api_key else None
-    if key is None:
-        raise CliError(f"an API key of the {role} role is needed: set TT_API_KEY or --api-key")
-    schema = os.environ.get("TT_INGEST_SCHEMA", "ingest")
-    conn = await asyncpg.connect(settings.database_url)
+    """The principal holding `api_key`, if it has `role`; CliError saying what is wrong."""
     try:
-        row = await conn.fetchrow(
-            f"SELECT principal_id, role, name FROM {schema}.principals WHERE api_key_sha256 = $1",
-            api_key_sha256(key),
-        )
-    finally:
-        await conn.close()
-    if row is None:
-        raise CliError("this API key is not known to the platform")
-    if row["role"] != role:
-        raise CliError(
-            f"this command is for the {role} role; the key belongs to "
-            f"{row['name']!r}, a {row['role']}"
-        )
-    return Principal(row["principal_id"], row["role"], row["name"])
+        return await principal_for_key(settings.database_url, api_key, [role], "this command")
+    except AccessError as error:
+        raise CliError(str(error)) from None
 
 
 async def register_reference(settings: Settings, paths: list[str], run_dir: Path) -> dict:

@@ -26,6 +26,7 @@ from services.common.ids import derived_id
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
 from services.common.outbox import write_outbox
 from services.ledger import rules
+from services.ledger.merkle import merkle_root
 from tt.facts.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,13 @@ class Projector:
     async def _snapshot_created(self, conn, envelope, fact) -> None:
         for member in fact.members:
             _fits_int64("tokens_accepted", member.tokens_accepted)
+        expected_root = merkle_root(fact.members)
+        if fact.merkle_root != expected_root:
+            raise PermanentFactError(
+                f"snapshot {fact.snapshot_id}'s merkle_root {fact.merkle_root} does not match "
+                f"its members (expected {expected_root}, computed by "
+                "services.ledger.merkle.merkle_root as docs/allocation.md defines)"
+            )
         digest = _payload_sha256(envelope)
         exists = await conn.fetchval(
             "SELECT payload_sha256 FROM snapshots WHERE snapshot_id = $1", fact.snapshot_id

@@ -1,0 +1,217 @@
+"""The consumer's verbs (`1tt consumer agreement|snapshot|deploy|revenue|adjust`), the
+ledger views (`1tt allocations`) and `1tt rebuild ledger`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from services.common.config import Settings
+from services.common.money import format_micros, format_minor
+
+
+def _key_option(parser: argparse.ArgumentParser, role: str) -> None:
+    parser.add_argument("--api-key", default=None, help=f"a {role}'s key (default: $TT_API_KEY)")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def add_consumer_parsers(consumer) -> None:
+    agreement = consumer.add_parser("agreement", help="publish a revenue-sharing agreement")
+    agreement.add_argument("--service", required=True)
+    agreement.add_argument(
+        "--share-bps", type=int, required=True, help="contributors' share, basis points"
+    )
+    agreement.add_argument("--from", dest="effective_from", required=True, metavar="DATE")
+    agreement.add_argument("--until", dest="effective_until", metavar="DATE")
+    agreement.add_argument("--currency", required=True)
+    agreement.add_argument("--min-payout-minor", type=int, default=0)
+    agreement.add_argument("--id", dest="agreement_id", help="default: derived from the terms")
+    _key_option(agreement, "consumer")
+
+    snapshot = consumer.add_parser("snapshot", help="record the contributions a dataset took")
+    snapshot.add_argument("--name", required=True)
+    snapshot.add_argument("--all-processed", action="store_true")
+    snapshot.add_argument(
+        "--contribution", action="append", default=[], dest="contributions", metavar="ID"
+    )
+    snapshot.add_argument("--as-of", metavar="TIME", help="default: now")
+    _key_option(snapshot, "consumer")
+
+    deploy = consumer.add_parser("deploy", help="record that a service runs on snapshots")
+    deploy.add_argument("--service", required=True)
+    deploy.add_argument(
+        "--snapshot", action="append", required=True, dest="snapshots", metavar="SNAPSHOT_ID"
+    )
+    deploy.add_argument("--from", dest="deployed_from", required=True, metavar="DATE")
+    deploy.add_argument("--id", dest="deployment_id")
+    _key_option(deploy, "consumer")
+
+    revenue = consumer.add_parser("revenue", help="record revenue a service earned")
+    revenue.add_argument("--service", required=True)
+    revenue.add_argument("--period", required=True, metavar="YYYY-MM")
+    revenue.add_argument("--amount-minor", type=int, required=True)
+    revenue.add_argument("--currency", required=True)
+    revenue.add_argument("--id", dest="external_id", required=True, help="your own id (invoice)")
+    revenue.add_argument("--agreement", help="default: the agreement in force for the period")
+    revenue.add_argument(
+        "--deployment",
+        action="append",
+        default=[],
+        dest="deployments",
+        help="default: the deployments live in the period",
+    )
+    _key_option(revenue, "consumer")
+
+    adjust = consumer.add_parser("adjust", help="correct recorded revenue (signed delta)")
+    adjust.add_argument("--revenue", required=True, metavar="EXTERNAL_ID")
+    adjust.add_argument("--delta-minor", type=int, required=True)
+    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("--id", dest="adjustment_id", required=True)
+    _key_option(adjust, "consumer")
+
+
+def add_ledger_parsers(commands) -> None:
+    allocations = commands.add_parser(
+        "allocations", help="allocations of revenue to contributions (your view)"
+    )
+    allocations.add_argument("--revenue-id", help="one revenue event: your id or the platform's")
+    _key_option(allocations, "principal")
+    rebuild = commands.add_parser("rebuild", help="drop a projection and replay the log")
+    rebuild.add_argument("projection", choices=["ledger"])
+    rebuild.add_argument("--json", action="store_true")
+
+
+async def run_consumer(settings: Settings, args) -> int:
+    from services.consumer.client import ConsumerClient
+
+    api_key = args.api_key or os.environ.get("TT_API_KEY")
+    async with await ConsumerClient.connect(settings, api_key) as client:
+        command = args.consumer_command
+        if command == "agreement":
+            published = await client.publish_agreement(
+                service=args.service,
+                share_bps=args.share_bps,
+                effective_from=args.effective_from,
+                effective_until=args.effective_until,
+                currency=args.currency,
+                min_payout_minor=args.min_payout_minor,
+                agreement_id=args.agreement_id,
+            )
+        elif command == "snapshot":
+            published = await client.create_snapshot(
+                name=args.name,
+                all_processed=args.all_processed,
+                contribution_ids=args.contributions,
+                as_of=args.as_of,
+            )
+        elif command == "deploy":
+            published = await client.deploy(
+                service=args.service,
+                snapshot_ids=args.snapshots,
+                deployed_from=args.deployed_from,
+                deployment_id=args.deployment_id,
+            )
+        elif command == "revenue":
+            published = await client.record_revenue(
+                service=args.service,
+                period=args.period,
+                amount_minor=args.amount_minor,
+                currency=args.currency,
+                external_id=args.external_id,
+                agreement_id=args.agreement,
+                deployment_ids=args.deployments,
+            )
+        else:
+            published = await client.adjust_revenue(
+                external_id=args.revenue,
+                adjustment_id=args.adjustment_id,
+                delta_minor=args.delta_minor,
+                reason=args.reason,
+            )
+    if args.json:
+        print(json.dumps(published.as_json(), sort_keys=True))
+        return 0
+    verb = "already on the log" if published.replayed else "published"
+    summary = published.as_json()
+    id_name = next(k for k in summary if k.endswith("_id") and k != "event_id")
+    print(f"{published.event_type} {verb}: {id_name} {published.fact_id}")
+    fact = published.fact
+    if published.event_type == "snapshot.created":
+        tokens = sum(int(m["tokens_accepted"]) for m in fact["members"])
+        print(
+            f"  {len(fact['members'])} contributions, {tokens:,} accepted tokens, "
+            f"merkle root {fact['merkle_root']}"
+        )
+    for note in published.notes:
+        print(f"  {note}")
+    return 0
+
+
+async def run_allocations(settings: Settings, args) -> int:
+    from services.common.db import connect
+    from services.common.principals import principal_for_key
+    from services.ledger.queries import allocations_view
+
+    principal = await principal_for_key(
+        settings.database_url,
+        args.api_key or os.environ.get("TT_API_KEY"),
+        ["contributor", "consumer", "operator", "auditor"],
+        "viewing allocations",
+    )
+    schema = os.environ.get("TT_LEDGER_SCHEMA", "ledger")
+    conn = await connect(settings.database_url, schema, application_name="1tt")
+    try:
+        view = await allocations_view(conn, principal, args.revenue_id)
+    finally:
+        await conn.close()
+    if args.json:
+        print(json.dumps(view, sort_keys=True))
+        return 0
+    for revenue in view.get("revenue", []):
+        amount = format_minor(revenue["amount_minor"], revenue["currency"])
+        line = (
+            f"{revenue['kind']:8} {revenue['external_id'] or revenue['revenue_id']:>14} "
+            f"{revenue['service_id']} {revenue['period']} {amount}: {revenue['status']}"
+        )
+        if revenue["status"] == "allocated":
+            line += (
+                f", pool {format_micros(revenue['pool_micros'], revenue['currency'])} over "
+                f"{revenue['contributions']} contributions"
+            )
+        elif revenue["status_reason"]:
+            line += f" ({revenue['status_reason']})"
+        print(line)
+    for a in view.get("allocations", []):
+        print(
+            f"{a['period']} {a['service_id']} {a['external_id'] or a['revenue_id']}: "
+            f"contribution {a['contribution_id']} "
+            f"{format_micros(a['allocated_micros'], a['currency'])} "
+            f"(weight {a['weight']:,} of {a['total_weight']:,}, pool "
+            f"{format_micros(a['pool_micros'], a['currency'])})"
+        )
+    for currency, total in sorted(view.get("total_micros_by_currency", {}).items()):
+        print(f"total: {format_micros(total, currency)}")
+    if not view.get("revenue") and not view.get("allocations"):
+        print("no allocations yet", file=sys.stderr)
+    return 0
+
+
+async def run_rebuild(settings: Settings, args) -> int:
+    from services.ledger.rebuild import rebuild_ledger
+
+    result = await rebuild_ledger(settings, os.environ.get("TT_LEDGER_SCHEMA", "ledger"))
+    if args.json:
+        print(json.dumps(result.as_json(), sort_keys=True))
+    else:
+        print(
+            f"replayed {result.facts_replayed} facts "
+            f"({result.facts_rejected} rejected as before, {result.invalid_records} invalid)"
+        )
+        for table, count in result.counts_after.items():
+            print(f"  {table}: {count} rows")
+        print(f"digest before: {result.digest_before or '(no projection)'}")
+        print(f"digest after:  {result.digest_after}")
+        print("identical" if result.identical else "DIFFERENT")
+    return 0 if result.identical or result.digest_before is None else 1

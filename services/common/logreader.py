@@ -1,0 +1,93 @@
+"""Reading fact topics from the beginning, outside any consumer group.
+
+For tools that need the log as it stands (the consumer client resolving what it already
+published, `1tt rebuild`, the auditor): every partition of the topics is read from offset
+0 up to its end offset at the moment of the call, `read_committed`. Records that are not
+valid facts are counted, not returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from services.common.facts import Envelope, FactDecodeError, decode
+from services.common.topics import TopicRegistry
+from services.common.validation import FactValidationError, validate_envelope
+
+
+@dataclass
+class LogRecord:
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class ReadStats:
+    records: int = 0
+    invalid: int = 0
+    end_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+async def read_log(
+    bootstrap: str,
+    registry: TopicRegistry,
+    event_types: Iterable[str],
+    stats: ReadStats | None = None,
+) -> AsyncIterator[LogRecord]:
+    """Every valid fact of `event_types` on the log now, partition by partition."""
+    stats = stats if stats is not None else ReadStats()
+    topics = sorted(registry.fact_topic(event_type) for event_type in event_types)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        client_id="log-reader",
+    )
+    await consumer.start()
+    try:
+        partitions = []
+        for topic in topics:
+            ids = consumer.partitions_for_topic(topic)
+            if ids is None:
+                await consumer._client.force_metadata_update()
+                ids = consumer.partitions_for_topic(topic) or set()
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        stats.end_offsets = dict(ends)
+        await consumer.seek_to_beginning(*partitions)
+        pending = {tp for tp, end in ends.items() if end > 0}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    stats.records += 1
+                    try:
+                        envelope = decode(record.value)
+                        validate_envelope(envelope)
+                    except (FactDecodeError, FactValidationError):
+                        stats.invalid += 1
+                        continue
+                    yield LogRecord(envelope, record.topic, record.partition, record.offset)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def read_facts(
+    bootstrap: str, registry: TopicRegistry, event_types: Iterable[str]
+) -> list[Envelope]:
+    return [record.envelope async for record in read_log(bootstrap, registry, event_types)]
