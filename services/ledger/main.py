@@ -105,6 +105,7 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
         event_types=projection.EVENT_TYPES,
         handler=Inbox(pool, group, projection.Projector()),
         dead_letters=producer,
+        session_timeout_ms=int(os.environ.get("TT_LEDGER_SESSION_TIMEOUT_MS", "10000")),
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
     releaser = Releaser(pool, lambda: consumer.caught_up("contribution.withdrawn"))

@@ -116,9 +116,7 @@ async def _replay(settings: Settings, pool: asyncpg.Pool, group: str) -> Rebuild
     inbox = Inbox(pool, group, projection.Projector())
     stats = ReadStats()
     result = RebuildResult(None, "", None, {})
-    async for record in read_log(
-        settings.kafka_bootstrap, registry, projection.EVENT_TYPES, stats
-    ):
+    async for record in read_log(settings.kafka_bootstrap, registry, projection.EVENT_TYPES, stats):
         try:
             await inbox.apply(
                 Delivery(record.envelope, record.topic, record.partition, record.offset)
