@@ -24,10 +24,16 @@ happened to arrive first.
 
 from __future__ import annotations
 
-import heapq
+import gc
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice, pairwise, repeat
+from operator import eq, floordiv, itemgetter, mod, mul, neg
+from typing import NamedTuple
+
+import numpy as np
 
 from services.common.money import BPS_PER_UNIT, INT64_MAX, micros_per_minor
 
@@ -72,15 +78,16 @@ def pool_micros(amount_minor: int, currency: str, share_bps: int) -> int:
 # -- the split ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Claim:
+class Claim(NamedTuple):
     contribution_id: str
     contributor_id: str
     weight: int
 
 
-@dataclass(frozen=True)
-class Part:
+_ID, _CONTRIBUTOR, _WEIGHT = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+class Part(NamedTuple):
     contribution_id: str
     contributor_id: str
     weight: int
@@ -92,47 +99,82 @@ def split(pool: int, claims: Sequence[Claim]) -> list[Part]:
     """Split `pool` micro-units over the claims by weight (largest remainder).
 
     Claims of weight zero take no part (they are not returned). Returns parts ordered by
-    contribution id. Raises AllocationError if no claim has weight."""
-    seen: set[str] = set()
-    weighted = []
-    for claim in claims:
-        if claim.contribution_id in seen:
-            raise AllocationError(f"contribution {claim.contribution_id} is claimed twice")
-        seen.add(claim.contribution_id)
-        if claim.weight < 0:
-            raise AllocationError(f"contribution {claim.contribution_id} has negative weight")
-        if claim.weight:
-            weighted.append(claim)
-    total = sum(claim.weight for claim in weighted)
+    contribution id. Raises AllocationError if no claim has weight, if a contribution is
+    claimed twice, or if a weight is negative. Linear apart from two sorts; a million
+    claims take about a second (`make bench`)."""
+    with _collector_paused():
+        return _split(pool, claims)
+
+
+@contextmanager
+def _collector_paused():
+    """A split makes millions of small acyclic objects; the cycle collector's passes over
+    them would double its time, and find nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _split(pool: int, claims: Sequence[Claim]) -> list[Part]:
+    # Written with map/itemgetter so that the per-claim work runs in C: this is the one
+    # place where the ledger's work grows with the number of contributions.
+    ordered = sorted(claims, key=_ID)
+    ids = list(map(_ID, ordered))
+    if any(map(eq, ids, islice(ids, 1, None))):
+        twice = next(a for a, b in pairwise(ids) if a == b)
+        raise AllocationError(f"contribution {twice} is claimed twice")
+    if ordered and min(map(_WEIGHT, ordered)) < 0:
+        bad = next(claim for claim in ordered if claim.weight < 0)
+        raise AllocationError(f"contribution {bad.contribution_id} has negative weight")
+    weighted = [claim for claim in ordered if claim.weight]
+    weights = list(map(_WEIGHT, weighted))
+    total = sum(weights)
     if total == 0:
         raise AllocationError(
             "no contribution with accepted tokens is eligible: the snapshots are empty, "
             "every member was withdrawn before the period began, or none kept any tokens"
         )
     magnitude = abs(pool)
-    sign = -1 if pool < 0 else 1
-    floors = []
-    remainders = []
-    for claim in weighted:
-        quotient, remainder = divmod(magnitude * claim.weight, total)
-        floors.append(quotient)
-        remainders.append(remainder)
+    products = list(map(mul, repeat(magnitude), weights))
+    floors = list(map(floordiv, products, repeat(total)))
     leftover = magnitude - sum(floors)
     if leftover:
-        # The `leftover` largest remainders, ties by contribution id (ascending).
-        winners = heapq.nsmallest(
-            leftover,
-            range(len(weighted)),
-            key=lambda i: (-remainders[i], weighted[i].contribution_id),
-        )
-        for index in winners:
+        remainders = list(map(mod, products, repeat(total)))
+        for index in _largest_remainders(remainders, leftover):
             floors[index] += 1
-    parts = [
-        Part(claim.contribution_id, claim.contributor_id, claim.weight, total, sign * amount)
-        for claim, amount in zip(weighted, floors, strict=True)
-    ]
-    parts.sort(key=lambda part: part.contribution_id)
-    return parts
+    if pool < 0:
+        floors = list(map(neg, floors))
+    # tuple.__new__ called from C builds each Part without a Python-level __new__.
+    return list(
+        map(
+            tuple.__new__,
+            repeat(Part),
+            zip(
+                map(_ID, weighted),
+                map(_CONTRIBUTOR, weighted),
+                weights,
+                repeat(total),
+                floors,
+                strict=False,
+            ),
+        )
+    )
+
+
+def _largest_remainders(remainders: list[int], count: int) -> list[int]:
+    """Indices of the `count` largest remainders; equal remainders in index order (the
+    claims are in contribution-id order, so ties go to the smaller id). Remainders are
+    below the total weight; when that fits 64 bits numpy sorts them, else Python does."""
+    if max(remainders) <= INT64_MAX:
+        values = np.fromiter(remainders, dtype=np.int64, count=len(remainders))
+        # A stable sort of the negated values keeps ties in index order.
+        return np.argsort(-values, kind="stable")[:count].tolist()
+    ordered = sorted(range(len(remainders)), key=remainders.__getitem__, reverse=True)
+    return ordered[:count]
 
 
 # -- who is eligible ---------------------------------------------------------------------
