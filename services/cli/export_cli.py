@@ -47,7 +47,7 @@ async def run_export(settings: Settings, args) -> int:
 
     blob_root, key_file = blob_locations()
     api_key = args.api_key or os.environ.get("TT_API_KEY")
-    async with await ConsumerClient.connect(settings, api_key) as client:
+    async with await ConsumerClient.connect(settings, api_key, "exporting a snapshot") as client:
         summary = await export_snapshot(
             client,
             args.snapshot,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from services.cli import ledger_cli
+from services.cli import export_cli, ledger_cli
 from services.common.config import ConfigError, Settings
 from services.common.topics import describe_topic_configs_on_broker, ensure_topics_on_broker
 
@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key", default=None, help="a consumer's key (default: $TT_API_KEY)"
     )
     ledger_cli.add_consumer_parsers(consumer)
+    export_cli.add_export_parser(consumer)
     ledger_cli.add_ledger_parsers(commands)
 
     estimate = commands.add_parser(
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_admin(settings, args))
         if args.command == "verify-receipt":
             return _verify(args)
+        if args.command == "consumer" and args.consumer_command == "export":
+            return asyncio.run(export_cli.run_export(settings, args))
         if args.command == "consumer" and args.consumer_command != "reference":
             return asyncio.run(ledger_cli.run_consumer(settings, args))
         if args.command == "allocations":

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from services.common.facts import Envelope, FactDecodeError, decode, encode
 from services.common.failpoints import failpoint
 from services.common.telemetry import context_from_traceparent, current_traceparent
-from services.common.topics import TopicRegistry
+from services.common.topics import MAX_FACT_BYTES, TopicRegistry
 from services.common.validation import FactValidationError, validate_envelope
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class FactProducer:
             # and is not delivered later, so the caller's answer (accepted or not) holds.
             request_timeout_ms=request_timeout_ms,
             linger_ms=2,
+            max_request_size=MAX_FACT_BYTES,
         )
 
     async def __aenter__(self) -> FactProducer:

@@ -16,6 +16,8 @@ from services.common.facts import BY_EVENT_TYPE, FACTS
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC_BASE = "dead-letter.v1"
+# The largest fact a topic accepts and a producer sends.
+MAX_FACT_BYTES = 64 << 20
 _UNKNOWN_TOPIC = 3
 _TOPIC_ALREADY_EXISTS = 36
 # A topic just created may be unknown to the broker that answers for a moment.
@@ -50,6 +52,9 @@ class TopicRegistry:
             "cleanup.policy": "delete",
             "min.insync.replicas": str(min_insync_replicas),
             "unclean.leader.election.enable": "false",
+            # A snapshot.created fact lists every member (~130 bytes each): 64 MiB holds
+            # about 450,000 contributions. FactProducer sends up to the same size.
+            "max.message.bytes": str(MAX_FACT_BYTES),
         }
         self._event_type_by_topic = {self.fact_topic(t): t for t in BY_EVENT_TYPE}
 

@@ -121,10 +121,12 @@ class ConsumerClient:
         self.producer = producer
 
     @classmethod
-    async def connect(cls, settings: Settings, api_key: str | None) -> ConsumerClient:
+    async def connect(
+        cls, settings: Settings, api_key: str | None, action: str = "publishing consumer facts"
+    ) -> ConsumerClient:
         try:
             principal = await principal_for_key(
-                settings.database_url, api_key, ["consumer"], "publishing consumer facts"
+                settings.database_url, api_key, ["consumer"], action
             )
         except AccessError as error:
             raise ConsumerError(str(error)) from None
