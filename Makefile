@@ -102,6 +102,7 @@ test: up
 bench: up
 	$(PY) -m tests.bench.preprocess_bench
 	$(PY) -m tests.bench.ingest_bench
+	$(PY) -m tests.bench.ledger_bench
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

@@ -65,6 +65,28 @@ async def write_outbox(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
     return added
 
 
+async def write_outbox_new(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> int:
+    """Add derived facts that cannot be in the outbox yet (the caller holds the lock that
+    makes them new, e.g. the row of the event they derive from), by COPY: a million rows
+    in seconds rather than minutes. An id already present fails the whole transaction
+    (a unique violation) instead of being compared; use write_outbox when a fact may
+    legitimately be written twice."""
+    if not envelopes:
+        return 0
+    traceparent = current_traceparent()
+    rows = []
+    for envelope in envelopes:
+        if not envelope.traceparent:
+            envelope.traceparent = traceparent
+        validate_envelope(envelope)
+        rows.append((envelope.event_id, envelope.event_type, encode(envelope)))
+    await conn.copy_records_to_table(
+        "outbox", records=rows, columns=["event_id", "event_type", "envelope"]
+    )
+    await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
+    return len(rows)
+
+
 class OutboxRelay:
     """Publishes unpublished outbox rows of one schema, oldest first."""
 

@@ -24,7 +24,7 @@ from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.ids import derived_id
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
-from services.common.outbox import write_outbox
+from services.common.outbox import write_outbox_new
 from services.ledger import rules
 from services.ledger.merkle import merkle_root
 from tt.facts.v1 import ledger_pb2
@@ -604,7 +604,8 @@ async def _write_split(
         ],
     )
     await _journal(conn, revenue_id, row["consumer_id"], currency, pool, parts)
-    await write_outbox(conn, envelopes)
+    # The revenue row is locked and still parked: none of these ids can exist yet.
+    await write_outbox_new(conn, envelopes)
     await conn.execute(
         "UPDATE revenue SET status = 'allocated', status_reason = '', share_bps = $2, "
         "pool_micros = $3, total_weight = $4 WHERE revenue_id = $1",

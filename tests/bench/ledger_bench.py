@@ -1,0 +1,208 @@
+"""`make bench`: the ledger's figures.
+
+1. core: split one revenue event's pool over N contributions (default 1,000,000;
+   TT_BENCH_LEDGER_CONTRIBUTIONS), in a fresh process so its peak RSS is its own.
+   Goal: under 2 s and 1 GB.
+2. release: the same through PostgreSQL for M contributions (default 100,000;
+   TT_BENCH_LEDGER_DB_CONTRIBUTIONS): allocations, journal lines and allocation.made
+   outbox rows written in one transaction. The snapshot and processed rows are loaded
+   with COPY first (setup, not measured).
+3. end to end: a real ledger process consuming F contribution.processed facts from Kafka
+   (default 20,000; TT_BENCH_LEDGER_FACTS) through its inbox into PostgreSQL: sustained
+   facts per second from its first applied fact to its last.
+
+Each prints a JSON line; the bench uses its own topic prefix and schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+
+from services.common.bus import FactProducer
+from services.common.config import Settings
+from services.common.db import connect
+from services.common.migrations import load_migrations, migrate
+from services.common.topics import ensure_topics_on_broker
+from services.ledger import projection
+from services.ledger.rules import Claim, pool_micros, split
+from tests import ledger_facts as f
+from tests.integration.ingest_server import ROOT
+
+
+def _core(count: int, queue) -> None:
+    rng = random.Random(11)
+    claims = [
+        Claim(str(uuid.UUID(int=rng.getrandbits(128))), f"p{i % 50_000}", rng.randint(1, 10**7))
+        for i in range(count)
+    ]
+    claims.sort()
+    pool = pool_micros(123_456_789_00, "USD", 1500)
+    started = time.perf_counter()
+    parts = split(pool, claims)
+    elapsed = time.perf_counter() - started
+    assert sum(part.micros for part in parts) == pool
+    queue.put((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def bench_core(count: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_core, args=(count, queue))
+    process.start()
+    elapsed, rss_mb = queue.get()
+    process.join()
+    return {
+        "bench": "ledger_core",
+        "contributions": count,
+        "allocate_s": round(elapsed, 3),
+        "peak_rss_mb": round(rss_mb, 1),
+        "goal": "allocate_s < 2 and peak_rss_mb < 1024",
+    }
+
+
+async def bench_release(settings: Settings, count: int) -> dict:
+    schema = f"bench_ledger_{uuid.uuid4().hex[:8]}"
+    conn = await connect(settings.database_url, "public", application_name="bench")
+    try:
+        await migrate(conn, schema, load_migrations("ledger", projection.SQL_DIR))
+        await conn.execute(f"SET search_path = {schema}")
+        rng = random.Random(5)
+        ids = sorted(str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(count))
+        rows = [
+            (f"pe-{cid}", cid, f"p{i % 50_000}", rng.randint(1, 10**6)) for i, cid in enumerate(ids)
+        ]
+        await conn.copy_records_to_table(
+            "processed",
+            records=rows,
+            columns=["event_id", "contribution_id", "contributor_id", "tokens_accepted"],
+        )
+        await conn.execute(
+            "INSERT INTO snapshots VALUES ('s', 'c', 's', 2, NULL, $1, $2, 'e', 'x')",
+            "0" * 64,
+            count,
+        )
+        await conn.copy_records_to_table(
+            "snapshot_members",
+            records=[
+                ("s", cid, contributor, tokens, event) for event, cid, contributor, tokens in rows
+            ],
+        )
+        projector = projection.Projector()
+        async with conn.transaction():
+            for envelope in (
+                f.agreement("a", "c", "chat", 1500),
+                f.deployment("d", "c", "chat", ["s"]),
+                f.revenue("c", "EXT-1", "chat", "2026-11", 123_456_789_00, "a", ["d"]),
+            ):
+                await projector(conn, envelope)
+        started = time.perf_counter()
+        await projection.release(conn, await projection.parked_revenue(conn))
+        elapsed = time.perf_counter() - started
+        allocated = await conn.fetchval("SELECT count(*) FROM allocations")
+        assert allocated == count, allocated
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+    return {
+        "bench": "ledger_release",
+        "contributions": count,
+        "release_s": round(elapsed, 2),
+        "allocations_per_s": round(count / elapsed),
+    }
+
+
+async def bench_end_to_end(settings: Settings, count: int) -> dict:
+    unique = uuid.uuid4().hex[:8]
+    prefix = f"bench-{unique}."
+    schema = f"bench_ledger_{unique}"
+    registry = Settings(
+        kafka_bootstrap=settings.kafka_bootstrap,
+        database_url=settings.database_url,
+        topic_prefix=prefix,
+    ).topic_registry()
+    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
+    async with FactProducer(settings.kafka_bootstrap, registry, client_id="bench") as producer:
+        pending = [
+            await producer.send(f.processed(f"c{i}-{unique}", f"p{i % 100}", 1000 + i))
+            for i in range(count)
+        ]
+        await asyncio.gather(*pending)
+    env = {
+        **os.environ,
+        "TT_TOPIC_PREFIX": prefix,
+        "TT_LEDGER_SCHEMA": schema,
+        "TT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TT_DATABASE_URL": settings.database_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.ledger.main",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        conn = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                conn = conn or await connect(settings.database_url, schema, application_name="b")
+                applied = await conn.fetchval("SELECT count(*) FROM inbox")
+            except Exception:  # the schema appears when the service has migrated it
+                applied = 0
+                await asyncio.sleep(0.5)
+                continue
+            if applied >= count:
+                break
+            await asyncio.sleep(0.5)
+        first, last = await conn.fetchrow("SELECT min(processed_at), max(processed_at) FROM inbox")
+        await conn.close()
+    finally:
+        process.terminate()
+        await process.wait()
+        admin = await connect(settings.database_url, "public", application_name="bench")
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+    seconds = (last - first).total_seconds()
+    return {
+        "bench": "ledger_end_to_end",
+        "facts": count,
+        "seconds": round(seconds, 2),
+        "facts_per_s": round(count / seconds) if seconds else None,
+    }
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    core = bench_core(int(os.environ.get("TT_BENCH_LEDGER_CONTRIBUTIONS", "1000000")))
+    print(json.dumps(core))
+    release = asyncio.run(
+        bench_release(settings, int(os.environ.get("TT_BENCH_LEDGER_DB_CONTRIBUTIONS", "100000")))
+    )
+    print(json.dumps(release))
+    end_to_end = asyncio.run(
+        bench_end_to_end(settings, int(os.environ.get("TT_BENCH_LEDGER_FACTS", "20000")))
+    )
+    print(json.dumps(end_to_end))
+    print(
+        f"ledger bench: split over {core['contributions']:,} contributions "
+        f"{core['allocate_s']} s, peak RSS {core['peak_rss_mb']} MB (goal < 2 s, < 1 GB); "
+        f"release through PostgreSQL of {release['contributions']:,} allocations "
+        f"{release['release_s']} s; {end_to_end['facts_per_s']} facts/s end to end"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
