@@ -43,9 +43,12 @@ Rules, checked in this fixed order; the first failure names the verdict's ``rule
 8. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
 9. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
 
-Performance: one regex tokenisation, one vectorised character classification (numpy over the
-code points), and n-gram statistics on 64-bit rolling hashes of word ids (numpy ``unique``),
-so a 1 MB document costs tens of milliseconds, not seconds.
+Performance: one tokenisation (for text that is Latin-1 apart from typographic quotes and
+dashes, a bytes.translate and split instead of the regex), one vectorised character
+classification (numpy over the code points), and n-gram statistics on 64-bit rolling hashes
+of word ids (sorted with numpy; once no n-gram of a length repeats, longer ones are not
+hashed at all), so a 1 MB document costs tens of milliseconds, not seconds. The fast paths
+give the same words and values as the definitions above; the unit tests compare them.
 """
 
 from __future__ import annotations
@@ -185,6 +188,71 @@ _WORD = re.compile(f"{_WORD_CLASS}+(?:{_JOIN}{_WORD_CLASS}+)*")
 _NOT_SPACELESS = f"(?![{_SPACELESS}]){_WORD_CLASS}"
 _WORD_OR_SPACELESS = re.compile(f"[{_SPACELESS}]|{_NOT_SPACELESS}+(?:{_JOIN}{_NOT_SPACELESS}+)*")
 
+# The fast path of the same tokenisation, for text whose characters are all Latin-1 once the
+# common typographic marks are set aside (most contributed text in Latin scripts): one
+# bytes.translate turns every character that is neither a word character nor a joiner into a
+# space, a regex turns the joiners without a word character on both sides into spaces, and
+# bytes.split() yields exactly the words _WORD finds. U+2019 (a joiner) becomes the byte
+# _APOSTROPHE, so that "don't" and "don\u2019t" stay different words of the same length.
+_APOSTROPHE = "\x00"
+# Typographic marks outside Latin-1 that are never part of a word: quotes, dashes, ellipsis,
+# bullets, primes (checked against _WORD_CLASS at import).
+_MARKS_TO_SPACE = (
+    "\u2010\u2011\u2012\u2013\u2014\u2015"  # hyphens and dashes
+    "\u2018\u201a\u201c\u201d\u201e\u2039\u203a"  # quotation marks
+    "\u2022\u2026\u2032\u2033"  # bullet, ellipsis, primes
+)
+if any(re.match(_WORD_CLASS, ch) or re.match(_JOIN, ch) for ch in _MARKS_TO_SPACE):
+    raise AssertionError("_MARKS_TO_SPACE holds a word character or a joiner")
+_LATIN1_WORD_TABLE = bytes(
+    c if (re.match(_WORD_CLASS, chr(c)) and chr(c) != "_") or chr(c) in "'-" + _APOSTROPHE else 32
+    for c in range(256)
+)
+_JOINER_BYTES = b"'-" + _APOSTROPHE.encode()
+# A joiner that lacks a word byte on either side (after the translate, a byte that is
+# neither a space nor a joiner is a word byte).
+_LONE_JOINER = re.compile(rb"['\-\x00](?:(?<![^ '\-\x00]['\-\x00])|(?![^ '\-\x00]))")
+
+
+def _latin1_words(folded: str) -> list[bytes] | None:
+    """The words of lower-cased text as Latin-1 bytes, or None when the fast path cannot
+    tell (characters beyond Latin-1 other than _MARKS_TO_SPACE, or a NUL in the text)."""
+    if not folded.isascii():
+        if _APOSTROPHE in folded:
+            return None
+        for mark in _MARKS_TO_SPACE:
+            if mark in folded:
+                folded = folded.replace(mark, " ")
+        if "\u2019" in folded:
+            folded = folded.replace("\u2019", _APOSTROPHE)
+        try:
+            encoded = folded.encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+    elif _APOSTROPHE in folded:
+        return None
+    else:
+        encoded = folded.encode("ascii")
+    encoded = encoded.translate(_LATIN1_WORD_TABLE)
+    if b"'" in encoded or b"-" in encoded or b"\x00" in encoded:
+        encoded = _LONE_JOINER.sub(b" ", encoded)
+    return encoded.split()
+
+
+def _words(text: str) -> tuple[list[str] | list[bytes], int]:
+    """The words of ``text`` (case-folded) and how many of them are spaceless-script
+    characters. Words come as str, or as Latin-1 bytes from the fast path; only their
+    equality and lengths are used."""
+    folded = text.lower()
+    fast = _latin1_words(folded)
+    if fast is not None:
+        return fast, 0  # Latin-1 holds no spaceless script
+    folded = folded.replace("_", " ")
+    if _HAS_SPACELESS.search(folded):
+        words = _WORD_OR_SPACELESS.findall(folded)
+        return words, sum(1 for w in words if len(w) == 1 and _HAS_SPACELESS.match(w))
+    return _WORD.findall(folded), 0
+
 
 # --- character classes ----------------------------------------------------------------------
 
@@ -218,12 +286,54 @@ def _char_class(ch: str) -> int:
 _BMP_CLASS = np.array([_char_class(chr(cp)) for cp in range(0x10000)], dtype=np.uint8)
 
 
-def _class_counts(text: str) -> np.ndarray:
-    """Count characters per class, vectorised over code points."""
+# Characters that _LAYOUT_RUN can repeat ([^\w\s]), as a BMP lookup table built by the
+# regex itself (one pass over every BMP character), so both always agree.
+_LAYOUT_CHAR = re.compile(r"[^\w\s]")
+_BMP_LAYOUT = np.zeros(0x10000, dtype=bool)
+_BMP_LAYOUT[[m.start() for m in _LAYOUT_CHAR.finditer("".join(map(chr, range(0x10000))))]] = True
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The code points of ``text`` as an array (one byte each for ASCII)."""
     if text.isascii():
-        cps = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _is_layout(cps: np.ndarray) -> np.ndarray:
+    """Per code point: could it form a _LAYOUT_RUN?"""
+    if cps.dtype == np.uint8 or not (cps > 0xFFFF).any():
+        return _BMP_LAYOUT[cps]
+    astral = cps > 0xFFFF
+    out = np.zeros(len(cps), dtype=bool)
+    out[~astral] = _BMP_LAYOUT[cps[~astral]]
+    out[astral] = [_LAYOUT_CHAR.match(chr(cp)) is not None for cp in cps[astral].tolist()]
+    return out
+
+
+def _layout_run_positions(cps: np.ndarray) -> np.ndarray:
+    """Positions of the characters _LAYOUT_RUN removes: maximal runs of 3+ copies of one
+    character that is neither a word character nor a space ("-----", "=====", "..."). A
+    run is the union of the windows of three equal characters that start in it."""
+    if len(cps) < 3:
+        return np.zeros(0, dtype=np.int64)
+    same = cps[1:] == cps[:-1]
+    triples = np.flatnonzero(same[:-1] & same[1:])
+    if len(triples):
+        triples = triples[_is_layout(cps[triples])]
+    if not len(triples):
+        return triples
+    return np.unique(np.concatenate((triples, triples + 1, triples + 2)))
+
+
+def _class_counts(text: str) -> np.ndarray:
+    """Count characters per class, vectorised over code points, leaving out layout runs."""
+    cps = _code_points(text)
+    dropped = _layout_run_positions(cps)
+    if len(dropped):
+        cps = np.delete(cps, dropped)
+    if cps.dtype == np.uint8:
         return np.bincount(_BMP_CLASS[cps], minlength=5)
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     astral = cps > 0xFFFF
     counts = np.bincount(_BMP_CLASS[cps[~astral]], minlength=5)
     if astral.any():  # emoji, CJK extensions: rare, classify the distinct ones directly
@@ -240,8 +350,12 @@ def _duplicate_block_fraction(blocks: list[str], total_chars: int) -> float:
     """Characters in second and later copies of blocks of >= SHORT_LINE_CHARS chars / total."""
     if total_chars == 0:
         return 0.0
-    counts = Counter(b for b in (s.strip() for s in blocks) if len(b) >= SHORT_LINE_CHARS)
-    repeated = sum(len(b) * (k - 1) for b, k in counts.items() if k > 1)
+    counts = Counter(map(str.strip, blocks))
+    if len(counts) == len(blocks):  # no block occurs twice
+        return 0.0
+    repeated = sum(
+        len(b) * (k - 1) for b, k in counts.items() if k > 1 and len(b) >= SHORT_LINE_CHARS
+    )
     return min(1.0, repeated / total_chars)
 
 
@@ -259,36 +373,87 @@ def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+def _top_ngram_fraction(
+    hashes: np.ndarray, n: int, prefix: np.ndarray, total: int
+) -> tuple[float, bool]:
+    """(top n-gram fraction, whether any n-gram occurs twice) from the n-grams' hashes.
+
+    The most frequent n-gram is, among those with the highest count, the one with the
+    smallest hash (a fixed, if arbitrary, tie-break), measured at its first occurrence.
+    """
+    ordered = np.sort(hashes)
+    run_starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(run_starts, len(ordered)))
+    best = int(np.argmax(counts))  # the first, so the smallest hash, among the highest
+    count = int(counts[best])
+    if count < 2:
+        return 0.0, False
+    start = int(np.argmax(hashes == ordered[run_starts[best]]))
+    chars = int(prefix[start + n] - prefix[start])
+    return min(1.0, chars * count / total), True
+
+
+def _duplicated_starts(hashes: np.ndarray) -> np.ndarray:
+    """Mask of the n-grams whose hash occurs more than once."""
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    equal = ordered[1:] == ordered[:-1]
+    duplicated = np.zeros(len(hashes), dtype=bool)
+    duplicated[1:] |= equal
+    duplicated[:-1] |= equal
+    starts = np.empty(len(hashes), dtype=bool)
+    starts[order] = duplicated
+    return starts
+
+
 def _ngram_signals(
     ids: np.ndarray, lengths: np.ndarray, total: int, top_ns: list[int], dup_ns: list[int]
 ) -> dict[str, float]:
-    """Gopher-style top n-gram and duplicated n-gram character fractions."""
+    """Gopher-style top n-gram and duplicated n-gram character fractions.
+
+    An n-gram that occurs twice contains shorter n-grams that occur twice; so once no
+    n-gram of some length repeats, no longer one does, and its fractions are 0 without
+    hashing. The hashes of length n are those of length n - 1 extended by one word.
+    """
     out: dict[str, float] = {}
     prefix = np.concatenate(([0], np.cumsum(lengths)))
+    n_ids = len(ids)
+    # Shortest n-gram length known to have no repeat (none known yet).
+    no_repeat_from = n_ids + 1 if total else 0
+    hashes = np.full(n_ids, _HASH_SEED, dtype=np.uint64)
+    hashed = 0  # `hashes` holds the hashes of the `hashed`-grams
+
+    def hashes_of(n: int) -> np.ndarray:
+        nonlocal hashes, hashed
+        if n < hashed:  # sizes out of order (a custom config): start again
+            hashes, hashed = np.full(n_ids, _HASH_SEED, dtype=np.uint64), 0
+        while hashed < n:
+            m = n_ids - hashed
+            hashes = hashes[:m] * _HASH_MULT + ids[hashed : hashed + m]
+            hashed += 1
+        return hashes
+
     for n in top_ns:
         value = 0.0
-        if total and len(ids) >= n:
-            h = _ngram_hashes(ids, n)
-            _, first, counts = np.unique(h, return_index=True, return_counts=True)
-            best = int(np.argmax(counts))
-            if counts[best] > 1:
-                start = int(first[best])
-                chars = int(prefix[start + n] - prefix[start])
-                value = min(1.0, chars * int(counts[best]) / total)
+        if n < no_repeat_from:
+            value, repeats = _top_ngram_fraction(hashes_of(n), n, prefix, total)
+            if not repeats:
+                no_repeat_from = n
         out[f"top_ngram_fraction_{n}"] = value
     for n in dup_ns:
         value = 0.0
-        if total and len(ids) >= n:
-            h = _ngram_hashes(ids, n)
-            _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-            starts = (counts[inverse] > 1).astype(np.int64)
-            # Word j is covered if some duplicated n-gram starts in [j-n+1, j].
-            c = np.concatenate(([0], np.cumsum(starts)))
-            j = np.arange(len(ids))
-            hi = np.minimum(j, len(starts) - 1) + 1
-            lo = np.maximum(j - n + 1, 0)
-            covered = c[hi] - c[lo] > 0
-            value = min(1.0, float(lengths[covered].sum()) / total)
+        if n < no_repeat_from:
+            starts = _duplicated_starts(hashes_of(n))
+            if starts.any():
+                # Word j is covered if some duplicated n-gram starts in [j-n+1, j].
+                edges = np.zeros(n_ids + 1, dtype=np.int64)
+                where = np.flatnonzero(starts)
+                edges[where] += 1
+                edges[where + n] -= 1
+                covered = np.cumsum(edges[:n_ids]) > 0
+                value = min(1.0, float(lengths[covered].sum()) / total)
+            else:
+                no_repeat_from = n
         out[f"duplicate_ngram_fraction_{n}"] = value
     return out
 
@@ -310,13 +475,7 @@ def _margin(value: float, threshold: float, upper: bool) -> float:
 def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     """Measure every signal of ``text`` (see the module docstring)."""
     # The one tokenisation: case-folded so that "The"/"the" are the same word in n-grams.
-    folded = text.lower().replace("_", " ")
-    spaceless = 0
-    if _HAS_SPACELESS.search(folded):
-        words = _WORD_OR_SPACELESS.findall(folded)
-        spaceless = sum(1 for w in words if len(w) == 1 and _HAS_SPACELESS.match(w))
-    else:
-        words = _WORD.findall(folded)
+    words, spaceless = _words(text)
     n_words = len(words)
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
     total_word_chars = int(lengths.sum())
@@ -326,7 +485,7 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     mean_len = spaced_chars / spaced if spaced else 0.0
 
     # Rules and borders ("-----", "=====", "+----+", "*****") are layout, like whitespace.
-    counts = _class_counts(_LAYOUT_RUN.sub("", text))
+    counts = _class_counts(text)
     non_space = int(counts[1:].sum())
 
     lines = text.split("\n")
@@ -344,7 +503,8 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
         "duplicate_paragraph_fraction": _duplicate_block_fraction(paragraphs, n_chars),
     }
     # Word ids (dense integers) for the n-gram hashes.
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    distinct = dict.fromkeys(words)
+    vocab = dict(zip(distinct, range(len(distinct)), strict=True))
     ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=n_words)
     signals.update(
         _ngram_signals(
