@@ -5,7 +5,9 @@
    resent fact and a malformed message show the exactly-once and dead-letter paths. This
    runs under its own topic prefix, so its example facts never reach the services.
 2. Contributors: three organisations get API keys and upload text found on this machine
-   through `1tt contribute`; their signed receipts are verified.
+   through `1tt contribute`; their signed receipts are verified; each sees its report.
+3. The consumer publishes an agreement, a snapshot, a deployment and revenue; the ledger
+   allocates the pool and each contributor sees its share.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import asyncpg
 from google.protobuf import json_format
 
+from services.cli import demo_consumer as consumer
 from services.cli import demo_contributors as contributors
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
@@ -153,12 +156,16 @@ def main(settings: Settings) -> int:
     backbone = asyncio.run(run_demo(dataclasses.replace(settings, topic_prefix=BACKBONE_PREFIX)))
     print("\n== 2. Contributors upload their datasets; the platform preprocesses them")
     uploads = contributors.run()
-    ok = backbone == 0 and uploads.ok
+    print("\n== 3. The consumer shares revenue; the ledger allocates it")
+    money = consumer.run(uploads) if uploads.ok else consumer.ConsumerTotals(ok=False)
+    ok = backbone == 0 and uploads.ok and money.ok
     verdict = "DEMO OK" if ok else "DEMO FAILED"
     print(
         f"\n{verdict} contributors={uploads.contributors} uploads={uploads.uploads} "
         f"documents={uploads.documents} bytes={uploads.bytes} "
         f"tokens_accepted={uploads.tokens_accepted} receipts_verified={uploads.verified} "
+        f"revenue_minor={money.revenue_minor} pool_micros={money.pool_micros} "
+        f"allocated_micros={money.allocated_micros} "
         f"backbone={'ok' if backbone == 0 else 'failed'}"
     )
     return 0 if ok else 1

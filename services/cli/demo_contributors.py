@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.cli import demo_data
@@ -24,6 +24,9 @@ class UploadTotals:
     verified: int = 0
     tokens_accepted: int = 0
     ok: bool = True
+    # contributor name -> its contribution ids, for the consumer's snapshot
+    contributions: dict[str, list[str]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 def tt(
@@ -42,12 +45,12 @@ def tt(
     )
 
 
-def principals(path: Path, names: list[str]) -> dict[str, dict]:
-    """The demo's contributors, registered once and remembered in .run/demo."""
+def principals(path: Path, names: list[str], role: str = "contributor") -> dict[str, dict]:
+    """The demo's principals, registered once and remembered in .run/demo."""
     known = json.loads(path.read_text()) if path.exists() else {}
     for name in names:
         if name not in known:
-            result = tt("admin", "add-principal", "--role", "contributor", "--name", name, "--json")
+            result = tt("admin", "add-principal", "--role", role, "--name", name, "--json")
             if result.returncode != 0:
                 raise RuntimeError(f"could not register {name}: {result.stderr}")
             known[name] = json.loads(result.stdout)
@@ -113,6 +116,8 @@ def run() -> UploadTotals:
             print(f"  {contributor.name}: not all contributions were processed in time")
             totals.ok = False
             continue
+        totals.contributions[contributor.name] = [r["contribution_id"] for r in reports]
+        totals.keys[contributor.name] = key
         merged = merge(reports)
         totals.tokens_accepted += merged["tokens"]["accepted"]
         print(f"\n  {contributor.name}: {len(reports)} contribution(s), as `1tt status` shows them")

@@ -216,8 +216,27 @@ class ConsumerClient:
         )
         if until is not None:
             fact.effective_until.CopyFrom(timestamp(until))
+        replayed = await self._already_published("agreement.published", "agreement_id", fact)
+        if replayed is not None:
+            return replayed
         envelope = await self._publish(fact, derived_id("agreement.published", agreement_id))
         return Published("agreement.published", envelope.event_id, agreement_id, _as_dict(fact))
+
+    async def _already_published(self, event_type: str, id_field: str, fact) -> Published | None:
+        """The same fact already on the log (a retry): returned as replayed. The same id
+        with different content: ConsumerError, since facts are immutable."""
+        fact_id = getattr(fact, id_field)
+        for envelope in await self._own_facts(event_type):
+            before = payload_of(envelope)
+            if getattr(before, id_field) != fact_id:
+                continue
+            if before == fact:
+                return Published(event_type, envelope.event_id, fact_id, _as_dict(fact), True)
+            raise ConsumerError(
+                f"{id_field} {fact_id} is already on the log with different content; "
+                "published facts cannot be changed: use a new id"
+            )
+        return None
 
     async def create_snapshot(
         self,
@@ -352,6 +371,9 @@ class ConsumerClient:
             snapshot_ids=snapshots,
             deployed_from=timestamp(start),
         )
+        replayed = await self._already_published("service.deployed", "deployment_id", fact)
+        if replayed is not None:
+            return replayed
         envelope = await self._publish(fact, derived_id("service.deployed", deployment_id))
         return Published("service.deployed", envelope.event_id, deployment_id, _as_dict(fact))
 
