@@ -2,7 +2,7 @@
 # The platform's own services as background processes of the local stack.
 #
 # Usage: deploy/local/services.sh start|stop|restart|status [SERVICE...]
-#   (every service by default; SERVICE is one of ingest, preprocess, ledger)
+#   (every service by default; SERVICE is one of ingest, preprocess, ledger, payout)
 #   start    start every service that is not running, each with a PID file in
 #            $TT_RUN_DIR/pids/<name>.pid and a log in $TT_RUN_DIR/logs/<name>.log, and
 #            wait until it reports SERVING (fails, showing the log's tail, if it does not)
@@ -17,7 +17,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TT_RUN_DIR="${TT_RUN_DIR:-$REPO_ROOT/.run}"
 PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
-SERVICES=(ingest preprocess ledger)
+SERVICES=(ingest preprocess ledger payout)
 READY_TIMEOUT_S="${TT_SERVICE_READY_TIMEOUT:-120}"
 
 log() { printf '[services] %s\n' "$*" >&2; }

@@ -164,3 +164,25 @@ async def wait_group_stable(bootstrap: str, group: str, wait_s: float) -> tuple[
             await asyncio.sleep(0.5)
     finally:
         await admin.close()
+
+
+async def wait_http_ready(url: str, wait_s: float) -> tuple[bool, str]:
+    """GET `url` until it answers 200 or `wait_s` runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = asyncio.get_running_loop().time() + wait_s
+    detail = "no answer"
+    while True:
+        try:
+            with await asyncio.to_thread(urllib.request.urlopen, url, None, 2) as response:
+                detail = response.read().decode(errors="replace")
+                if response.status == 200:
+                    return True, detail
+        except urllib.error.HTTPError as error:
+            detail = f"HTTP {error.code}: {error.read().decode(errors='replace')}"
+        except (urllib.error.URLError, OSError) as error:
+            detail = str(error)
+        if asyncio.get_running_loop().time() >= deadline:
+            return False, detail
+        await asyncio.sleep(0.3)

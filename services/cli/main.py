@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from services.cli import export_cli, ledger_cli
+from services.cli import export_cli, ledger_cli, payout_cli
 from services.common.config import ConfigError, Settings
 from services.common.topics import describe_topic_configs_on_broker, ensure_topics_on_broker
 
@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_parser("init-secrets", help="create the local stack's keys if missing")
     check = admin.add_parser("health", help="wait until a service reports SERVING")
-    check.add_argument("--service", choices=["ingest", "preprocess", "ledger"], default="ingest")
+    check.add_argument(
+        "--service", choices=["ingest", "preprocess", "ledger", "payout"], default="ingest"
+    )
     check.add_argument("--address", default=None)
     check.add_argument("--wait-s", type=float, default=0.0)
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     ledger_cli.add_consumer_parsers(consumer)
     export_cli.add_export_parser(consumer)
     ledger_cli.add_ledger_parsers(commands)
+    payout_cli.add_parsers(commands)
 
     estimate = commands.add_parser(
         "estimate", help="run the preprocessing pipeline locally on files before uploading"
@@ -254,6 +257,11 @@ async def _admin(settings: Settings, args) -> int:
 
     run_dir = Path(os.environ.get("TT_RUN_DIR", ".run"))
     if args.admin_command == "health":
+        if args.service == "payout":
+            base = args.address or os.environ.get("TT_PAYOUT_URL", "http://127.0.0.1:8000")
+            ready, detail = await admin.wait_http_ready(f"{base}/readyz", args.wait_s)
+            print(f"payout at {base}: {detail}")
+            return 0 if ready else 1
         if args.service in ("preprocess", "ledger"):
             group = f"{settings.topic_prefix}" + (
                 "tt-preprocess" if args.service == "preprocess" else "ledger"
@@ -309,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(export_cli.run_export(settings, args))
         if args.command == "consumer" and args.consumer_command != "reference":
             return asyncio.run(ledger_cli.run_consumer(settings, args))
+        if args.command in ("payout", "statement"):
+            return payout_cli.run(args)
         if args.command == "allocations":
             return asyncio.run(ledger_cli.run_allocations(settings, args))
         if args.command == "rebuild":

@@ -23,7 +23,12 @@ import asyncpg
 from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.ids import derived_id
-from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
+from services.common.money import (
+    INT64_MAX,
+    UnknownCurrencyError,
+    micros_per_minor,
+    minor_exponent,
+)
 from services.common.outbox import write_outbox_new
 from services.ledger import rules
 from services.ledger.merkle import merkle_root
@@ -42,6 +47,7 @@ EVENT_TYPES = (
     "service.deployed",
     "revenue.recorded",
     "revenue.adjusted",
+    "payout.issued",
 )
 # The tables `1tt rebuild ledger` compares, with their ordering keys. Inbox and outbox
 # rows are bookkeeping (offsets, times) and are not part of the comparison.
@@ -79,6 +85,37 @@ class Projector:
         handler = getattr(self, "_" + envelope.event_type.replace(".", "_"))
         await handler(conn, envelope, payload_of(envelope))
         return []
+
+    async def _payout_issued(self, conn, envelope, fact) -> None:
+        """Journal a payout: the contributor's account pays out to its "paid" account."""
+        if fact.amount_minor == 0:
+            return
+        try:
+            amount = fact.amount_minor * micros_per_minor(fact.currency)
+        except UnknownCurrencyError as error:
+            raise PermanentFactError(str(error)) from None
+        if await conn.fetchval(
+            "SELECT 1 FROM entries WHERE movement_id = $1 LIMIT 1", fact.payout_id
+        ):
+            return
+        contributor = f"contributor:{fact.contributor_id}:{fact.currency}"
+        paid = f"paid:{fact.contributor_id}:{fact.currency}"
+        await conn.executemany(
+            "INSERT INTO accounts (account, kind, owner_id, currency) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (account) DO NOTHING",
+            [
+                (contributor, "contributor", fact.contributor_id, fact.currency),
+                (paid, "paid", fact.contributor_id, fact.currency),
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO entries (movement_id, line, account, currency, debit_micros, "
+            "credit_micros) VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (fact.payout_id, 0, contributor, fact.currency, amount, 0),
+                (fact.payout_id, 1, paid, fact.currency, 0, amount),
+            ],
+        )
 
     async def _store_once(
         self, conn: asyncpg.Connection, table: str, id_column: str, fact_id: str, sql: str, *args

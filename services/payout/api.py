@@ -1,0 +1,451 @@
+"""The platform's HTTP API (FastAPI), served by the payout service.
+
+Every /v1 call is authenticated by an API key (`Authorization: Bearer tt_...`) and
+authorised by role:
+
+| who | sees |
+|---|---|
+| contributor | its own contributions (with reports), allocations and statements: /v1/me/... |
+| consumer | aggregates: revenue events with pool, allocated and how many contributions |
+| auditor | everything, read-only |
+| operator | everything, and starts payout runs |
+
+A contributor asking for another contributor's data gets 404, exactly as for data that
+does not exist. Errors are JSON: {"error": {"code": ..., "message": ...}} with a message a
+person can act on. OpenAPI: /docs and /openapi.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.money import format_micros, format_minor
+from services.ledger.rules import AllocationError, period_bounds
+from services.payout import projection
+
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(status_code=status, detail={"code": code, "message": message})
+
+
+def _error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+class PayoutRunRequest(BaseModel):
+    period: str = Field(pattern=PERIOD_PATTERN, examples=["2026-11"])
+
+
+async def lookup_principal(pool: asyncpg.Pool, api_key: str | None) -> Principal | None:
+    if not api_key:
+        return None
+    row = await pool.fetchrow(
+        "SELECT principal_id, role, name FROM principals WHERE api_key_sha256 = $1",
+        api_key_sha256(api_key),
+    )
+    return Principal(row["principal_id"], row["role"], row["name"]) if row else None
+
+
+async def current_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        raise ApiError(
+            401, "unauthenticated", "send your API key as 'Authorization: Bearer tt_...'"
+        )
+    key = api_key_from_authorization(header)
+    if key is None:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "the Authorization header must be 'Bearer ' followed by a tt_ API key",
+        )
+    principal = await lookup_principal(request.app.state.pool, key)
+    if principal is None:
+        raise ApiError(401, "unauthenticated", "this API key is not known to the platform")
+    return principal
+
+
+def require(*roles: str) -> Callable:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this endpoint is for the {' or '.join(roles)} role; your key belongs to "
+                f"{principal.name!r}, a {principal.role}",
+            )
+        return principal
+
+    return check
+
+
+Contributor = Annotated[Principal, Depends(require("contributor"))]
+Staff = Annotated[Principal, Depends(require("operator", "auditor"))]
+Operator = Annotated[Principal, Depends(require("operator"))]
+Aggregates = Annotated[Principal, Depends(require("consumer", "operator", "auditor"))]
+Anyone = Annotated[Principal, Depends(current_principal)]
+Period = Annotated[str, Query(pattern=PERIOD_PATTERN, description="a month, YYYY-MM")]
+
+
+def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="1TT Platform API",
+        version="1",
+        description=__doc__,
+        openapi_tags=[
+            {"name": "me", "description": "the calling contributor's own data"},
+            {"name": "platform", "description": "aggregates and operator actions"},
+            {"name": "health", "description": "probes"},
+        ],
+    )
+    app.state.pool = pool
+    app.state.read_report = read_report
+    app.state.ready = False
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        detail = error.detail
+        if isinstance(detail, dict) and "code" in detail:
+            body = _error_body(detail["code"], detail["message"])
+        else:
+            code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
+            body = _error_body(code, str(detail))
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"] if part not in ("body", "query"))
+            message = item["msg"]
+            if "pattern" in message and ("period" in where or where.endswith("period")):
+                message = "must be a month written YYYY-MM, e.g. 2026-11"
+            problems.append(f"{where}: {message}")
+        return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=400)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        try:
+            await pool.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError) as error:
+            return JSONResponse({"status": f"database unavailable: {error}"}, status_code=503)
+        if not app.state.ready:
+            return JSONResponse({"status": "consumer starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/v1/me", tags=["me"])
+    async def me(principal: Anyone) -> dict:
+        return {
+            "principal_id": principal.principal_id,
+            "role": principal.role,
+            "name": principal.name,
+        }
+
+    @app.get("/v1/me/contributions", tags=["me"])
+    async def my_contributions(principal: Contributor) -> dict:
+        rows = await pool.fetch(
+            "SELECT * FROM contributions WHERE contributor_id = $1 "
+            "ORDER BY received_at NULLS LAST, contribution_id",
+            principal.principal_id,
+        )
+        return {"contributions": [_contribution(row) for row in rows]}
+
+    @app.get("/v1/me/contributions/{contribution_id}", tags=["me"])
+    async def my_contribution(contribution_id: str, principal: Contributor) -> dict:
+        row = await pool.fetchrow(
+            "SELECT * FROM contributions WHERE contribution_id = $1 AND contributor_id = $2",
+            contribution_id,
+            principal.principal_id,
+        )
+        if row is None:
+            raise ApiError(404, "not_found", f"you have no contribution {contribution_id}")
+        body = _contribution(row)
+        body["report"] = None
+        if row["report_uri"] and app.state.read_report is not None:
+            body["report"] = app.state.read_report(row["report_uri"])
+        return body
+
+    @app.get("/v1/me/allocations", tags=["me"])
+    async def my_allocations(principal: Contributor, period: Period | None = None) -> dict:
+        rows = await pool.fetch(
+            "SELECT * FROM allocations WHERE contributor_id = $1 AND ($2::text IS NULL OR "
+            "period = $2) ORDER BY period, service_id, revenue_id, contribution_id",
+            principal.principal_id,
+            period,
+        )
+        return {"allocations": [_allocation(row) for row in rows]}
+
+    @app.get("/v1/me/earnings", tags=["me"])
+    async def my_earnings(principal: Contributor) -> dict:
+        return {"earnings": await earnings(pool, principal.principal_id)}
+
+    @app.get("/v1/me/statements", tags=["me"])
+    async def my_statements(principal: Contributor) -> dict:
+        return {"periods": await statement_periods(pool, principal.principal_id)}
+
+    @app.get("/v1/me/statements/{period}", tags=["me"])
+    async def my_statement(period: str, principal: Contributor, format: str = "json") -> Any:
+        return await _statement_response(pool, principal.principal_id, period, format)
+
+    @app.get("/v1/contributors/{contributor_id}/statements/{period}", tags=["platform"])
+    async def contributor_statement(
+        contributor_id: str, period: str, principal: Staff, format: str = "json"
+    ) -> Any:
+        exists = await pool.fetchval(
+            "SELECT 1 FROM principals WHERE principal_id = $1 AND role = 'contributor'",
+            contributor_id,
+        )
+        if not exists:
+            raise ApiError(404, "not_found", f"no contributor {contributor_id}")
+        return await _statement_response(pool, contributor_id, period, format)
+
+    @app.get("/v1/allocations", tags=["platform"])
+    async def all_allocations(
+        principal: Staff, period: Period | None = None, revenue_id: str | None = None
+    ) -> dict:
+        rows = await pool.fetch(
+            "SELECT * FROM allocations WHERE ($1::text IS NULL OR period = $1) AND "
+            "($2::text IS NULL OR revenue_id = $2) "
+            "ORDER BY period, service_id, revenue_id, contribution_id",
+            period,
+            revenue_id,
+        )
+        return {"allocations": [_allocation(row) for row in rows]}
+
+    @app.get("/v1/revenue", tags=["platform"])
+    async def revenue(principal: Aggregates) -> dict:
+        rows = await pool.fetch(
+            "SELECT revenue_id, service_id, period, currency, max(pool_micros) AS pool_micros,"
+            " sum(allocated_micros) AS allocated_micros, count(*) AS contributions, "
+            "count(DISTINCT contributor_id) AS contributors FROM allocations "
+            "GROUP BY revenue_id, service_id, period, currency ORDER BY period, revenue_id"
+        )
+        return {
+            "revenue": [
+                {
+                    **dict(row),
+                    "allocated_micros": int(row["allocated_micros"]),
+                    "pool": format_micros(row["pool_micros"], row["currency"]),
+                }
+                for row in rows
+            ]
+        }
+
+    @app.get("/v1/payouts", tags=["platform"])
+    async def payouts(principal: Staff, period: Period | None = None) -> dict:
+        rows = await pool.fetch(
+            "SELECT p.*, (SELECT count(*) FROM payout_allocations a WHERE a.payout_id = "
+            "p.payout_id) AS allocations FROM payouts p WHERE ($1::text IS NULL OR "
+            "p.period = $1) ORDER BY p.period, p.contributor_id, p.currency",
+            period,
+        )
+        return {
+            "payouts": [{**dict(row), "issued_at": row["issued_at"].isoformat()} for row in rows]
+        }
+
+    @app.post("/v1/payout-runs", tags=["platform"], status_code=200)
+    async def payout_run(request: PayoutRunRequest, principal: Operator) -> dict:
+        async with pool.acquire() as conn:
+            try:
+                return await projection.run_payouts(conn, request.period)
+            except projection.PayoutRunError as error:
+                raise ApiError(409, "conflict", str(error)) from None
+
+    return app
+
+
+async def _statement_response(pool: asyncpg.Pool, contributor_id: str, period: str, fmt: str):
+    try:
+        period_bounds(period)
+    except AllocationError:
+        raise ApiError(
+            400, "invalid_request", f"period must be a month written YYYY-MM, got {period!r}"
+        ) from None
+    if fmt not in ("json", "csv"):
+        raise ApiError(400, "invalid_request", f"format must be json or csv, got {fmt!r}")
+    async with pool.acquire() as conn:
+        body = await projection.statement(conn, contributor_id, period)
+    if fmt == "json":
+        return body
+    return PlainTextResponse(
+        statement_csv(body),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="statement-{period}.csv"'},
+    )
+
+
+def statement_csv(body: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "currency",
+            "status",
+            "line",
+            "period",
+            "service_id",
+            "revenue_id",
+            "contribution_id",
+            "weight",
+            "total_weight",
+            "pool_micros",
+            "amount_micros",
+            "amount_minor",
+        ]
+    )
+    for section in body["statements"]:
+        currency, status = section["currency"], section["status"]
+        writer.writerow(
+            [
+                currency,
+                status,
+                "opening_carried",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                section["opening_carried_micros"],
+                "",
+            ]
+        )
+        for a in section["allocations"]:
+            writer.writerow(
+                [
+                    currency,
+                    status,
+                    "allocation",
+                    a["period"],
+                    a["service_id"],
+                    a["revenue_id"],
+                    a["contribution_id"],
+                    a["weight"],
+                    a["total_weight"],
+                    a["pool_micros"],
+                    a["allocated_micros"],
+                    "",
+                ]
+            )
+        writer.writerow(
+            [
+                currency,
+                status,
+                "payout",
+                body["period"],
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                section["amount_minor"],
+            ]
+        )
+        writer.writerow(
+            [
+                currency,
+                status,
+                "closing_carried",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                section["closing_carried_micros"],
+                "",
+            ]
+        )
+    return out.getvalue()
+
+
+async def statement_periods(pool: asyncpg.Pool, contributor_id: str) -> list[dict]:
+    """The periods a contributor has a statement for: every payout period, and the
+    periods of allocations not yet paid (provisional)."""
+    rows = await pool.fetch(
+        "SELECT period, currency, amount_minor, carried_forward_micros, 'issued' AS status "
+        "FROM payouts WHERE contributor_id = $1 UNION ALL SELECT max(a.period), a.currency, "
+        "NULL, NULL, 'provisional' FROM allocations a WHERE a.contributor_id = $1 AND NOT "
+        "EXISTS (SELECT 1 FROM payout_allocations p WHERE p.allocation_id = a.allocation_id) "
+        "GROUP BY a.currency ORDER BY 1 DESC, 2",
+        contributor_id,
+    )
+    return [
+        {
+            "period": row["period"],
+            "currency": row["currency"],
+            "status": row["status"],
+            "amount_minor": row["amount_minor"],
+            "amount": format_minor(row["amount_minor"], row["currency"])
+            if row["amount_minor"] is not None
+            else None,
+        }
+        for row in rows
+    ]
+
+
+async def earnings(pool: asyncpg.Pool, contributor_id: str) -> list[dict]:
+    """Allocated micro-units per period and currency: the earnings-over-time series."""
+    rows = await pool.fetch(
+        "SELECT period, currency, sum(allocated_micros) AS micros FROM allocations "
+        "WHERE contributor_id = $1 GROUP BY period, currency ORDER BY period, currency",
+        contributor_id,
+    )
+    return [
+        {"period": r["period"], "currency": r["currency"], "allocated_micros": int(r["micros"])}
+        for r in rows
+    ]
+
+
+def _contribution(row: asyncpg.Record) -> dict:
+    processed = json.loads(row["processed"]) if row["processed"] else None
+    state = "withdrawn" if row["withdrawn_at"] else ("processed" if processed else "received")
+    return {
+        "contribution_id": row["contribution_id"],
+        "dataset_name": row["dataset_name"],
+        "file_name": row["file_name"],
+        "byte_size": row["byte_size"],
+        "received_at": row["received_at"].isoformat() if row["received_at"] else None,
+        "state": state,
+        "withdrawn_at": row["withdrawn_at"].isoformat() if row["withdrawn_at"] else None,
+        "processed": processed,
+    }
+
+
+def _allocation(row: asyncpg.Record) -> dict:
+    return {
+        "allocation_id": row["allocation_id"],
+        "revenue_id": row["revenue_id"],
+        "service_id": row["service_id"],
+        "period": row["period"],
+        "contribution_id": row["contribution_id"],
+        "contributor_id": row["contributor_id"],
+        "currency": row["currency"],
+        "allocated_micros": row["allocated_micros"],
+        "weight": row["weight"],
+        "total_weight": row["total_weight"],
+        "pool_micros": row["pool_micros"],
+    }

@@ -1,0 +1,142 @@
+"""The payout service: `python -m services.payout.main`.
+
+One process: the projection consumer (group `<prefix>payout`), the outbox relay for
+payout.issued facts, and the HTTP API and dashboard (uvicorn) on TT_PAYOUT_ADDRESS
+(default 127.0.0.1:8000). Payout runs execute here, in one transaction each, when an
+operator asks (POST /v1/payout-runs, which `1tt payout run` calls).
+
+Scaling: the API is stateless and could run in several replicas, but the consumer
+group gives the partitions to one member and the relay's advisory lock lets one
+publish; payout runs serialise on an advisory lock. One replica is the deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from services.common.blobstore import BlobError, BlobStore, load_private_key
+from services.common.bus import FactConsumer, FactProducer
+from services.common.config import ConfigError, Settings
+from services.common.db import connect, create_pool
+from services.common.inbox import Inbox
+from services.common.migrations import load_migrations, migrate
+from services.common.outbox import OutboxRelay
+from services.common.topics import ensure_topics_on_broker
+from services.payout import projection
+from services.payout.api import create_app
+
+log = logging.getLogger("payout")
+
+
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}payout"
+
+
+def report_reader(run_dir: Path):
+    """Reports are encrypted to the report-reader key, which ingest and payout hold."""
+    root = Path(os.environ.get("TT_BLOB_ROOT", run_dir / "blobs"))
+    key_file = Path(
+        os.environ.get("TT_REPORT_PRIVATE_KEY_FILE", run_dir / "secrets" / "report-reader.key")
+    )
+    if not key_file.exists():
+        log.warning("no report key at %s: contributions are shown without reports", key_file)
+        return None
+    blobs, key = BlobStore(root), load_private_key(key_file)
+
+    def read(uri: str) -> dict | None:
+        try:
+            with blobs.open_reader(uri, key) as reader:
+                return json.loads(reader.read())
+        except (BlobError, OSError, ValueError) as error:
+            log.warning("report %s unreadable: %s", uri, error)
+            return None
+
+    return read
+
+
+async def serve(settings: Settings, schema: str, address: str, stop: asyncio.Event) -> int:
+    registry = settings.topic_registry()
+    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
+    conn = await connect(settings.database_url, schema, application_name="payout")
+    try:
+        await migrate(conn, schema, load_migrations("payout", projection.SQL_DIR))
+    finally:
+        await conn.close()
+    pool = await create_pool(settings.database_url, schema, application_name="payout")
+    group = consumer_group(settings)
+    producer = FactProducer(settings.kafka_bootstrap, registry, client_id="payout")
+    await producer.__aenter__()
+    consumer = FactConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        registry=registry,
+        group_id=group,
+        event_types=projection.EVENT_TYPES,
+        handler=Inbox(pool, group, projection.Projector()),
+        dead_letters=producer,
+        session_timeout_ms=int(os.environ.get("TT_PAYOUT_SESSION_TIMEOUT_MS", "10000")),
+    )
+    relay = OutboxRelay(settings.database_url, schema, producer)
+    app = create_app(pool, report_reader(Path(os.environ.get("TT_RUN_DIR", ".run"))))
+    host, _, port = address.rpartition(":")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")
+    )
+    server.install_signal_handlers = lambda: None  # the process's stop event governs
+    try:
+        await consumer.start()
+        app.state.ready = True
+        log.info("payout serving http://%s, consuming as %s into %s", address, group, schema)
+        tasks = {
+            asyncio.create_task(consumer.run(stop), name="projection"),
+            asyncio.create_task(relay.run(stop), name="relay"),
+            asyncio.create_task(server.serve(), name="http"),
+        }
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not stopping and t.exception() is not None]
+        for task in failed:
+            log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopping.cancel()
+        return 1 if failed else 0
+    finally:
+        await consumer.stop()
+        await producer.__aexit__(None, None, None)
+        await pool.close()
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("TT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"payout: {error}", file=sys.stderr)
+        return 2
+    schema = os.environ.get("TT_PAYOUT_SCHEMA", projection.SCHEMA)
+    address = os.environ.get("TT_PAYOUT_ADDRESS", "127.0.0.1:8000")
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await serve(settings, schema, address, stop)
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Settlement: turning a contributor's allocations into a payable amount (pure).
+
+For one contributor, currency and payout period:
+
+    balance = opening carried balance + the allocations not yet paid (micro-units)
+    if balance <= 0:                      pay nothing, carry the balance (a clawback is
+                                          carried, never paid)
+    whole, rest = divmod(balance, micros per minor unit)
+    if whole < minimum payout or 0:       pay nothing, carry the whole balance
+    otherwise:                            pay `whole` minor units, carry `rest`
+
+so that amount_minor x micros_per_minor + carried_forward = opening + allocated, always.
+The minimum payout is the largest `min_payout_minor` of the agreements the settled
+allocations were made under (0 if none names one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common.money import micros_per_minor
+
+PAID = "paid"
+BELOW_MINIMUM = "below the minimum payout: carried forward"
+NEGATIVE = "negative balance (a clawback): carried forward, never paid"
+NOTHING = "nothing due"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    amount_minor: int
+    carried_forward_micros: int
+    allocated_micros: int
+    outcome: str
+
+
+def settle(
+    opening_carried_micros: int,
+    allocated: Sequence[int],
+    currency: str,
+    min_payout_minor: int = 0,
+) -> Settlement:
+    total_allocated = sum(allocated)
+    balance = opening_carried_micros + total_allocated
+    if balance == 0:
+        return Settlement(0, 0, total_allocated, NOTHING)
+    if balance < 0:
+        return Settlement(0, balance, total_allocated, NEGATIVE)
+    whole, rest = divmod(balance, micros_per_minor(currency))
+    if whole == 0 or whole < min_payout_minor:
+        return Settlement(0, balance, total_allocated, BELOW_MINIMUM)
+    return Settlement(whole, rest, total_allocated, PAID)
