@@ -29,7 +29,8 @@ def secret_paths(run_dir: Path) -> dict[str, Path]:
         "receipt_signing_key": secrets / "receipt-signing.key",
         "blob_private_key": secrets / "blob-preprocess.key",
         "blob_public_key": secrets / "blob-preprocess.pub",
-        # Reports quote the contributor's text: preprocess writes them for ingest only.
+        # Reports quote the contributor's text: preprocess writes them for ingest and payout
+        # (which show them to their contributor) only.
         "report_private_key": secrets / "report-reader.key",
         "report_public_key": secrets / "report-reader.pub",
     }
