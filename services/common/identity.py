@@ -72,3 +72,8 @@ def api_key_from_authorization(value: str | None) -> str | None:
 def same_digest(left: str, right: str) -> bool:
     """Constant-time comparison of two hex digests."""
     return hmac.compare_digest(left.encode(), right.encode())
+
+
+def with_article(role: str) -> str:
+    """'an auditor', 'a consumer': for messages that name a principal's role."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"

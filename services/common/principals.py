@@ -9,7 +9,12 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.identity import (
+    Principal,
+    api_key_from_authorization,
+    api_key_sha256,
+    with_article,
+)
 
 
 class AccessError(PermissionError):
@@ -41,6 +46,7 @@ async def principal_for_key(
         raise AccessError("this API key is not known to the platform")
     if row["role"] not in roles:
         raise AccessError(
-            f"{what} is for the {wanted} role; the key belongs to {row['name']!r}, a {row['role']}"
+            f"{what} is for the {wanted} role; the key belongs to {row['name']!r}, "
+            f"{with_article(row['role'])}"
         )
     return Principal(row["principal_id"], row["role"], row["name"])

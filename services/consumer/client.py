@@ -33,7 +33,7 @@ from google.protobuf import json_format
 from services.common.bus import FactProducer
 from services.common.config import Settings
 from services.common.facts import Envelope, make_envelope, payload_of, timestamp
-from services.common.identity import Principal
+from services.common.identity import Principal, with_article
 from services.common.ids import derived_id
 from services.common.logreader import read_facts
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
@@ -114,7 +114,9 @@ def _as_dict(payload) -> dict[str, Any]:
 class ConsumerClient:
     def __init__(self, settings: Settings, principal: Principal, producer: FactProducer):
         if principal.role != "consumer":
-            raise ConsumerError(f"{principal.name!r} is a {principal.role}, not the consumer")
+            raise ConsumerError(
+                f"{principal.name!r} is {with_article(principal.role)}, not the consumer"
+            )
         self.settings = settings
         self.registry = settings.topic_registry()
         self.principal = principal
@@ -525,6 +527,22 @@ class ConsumerClient:
         )
         if original is None:
             raise ConsumerError(f"no revenue of yours was recorded with id {external_id!r}")
+        adjusted = [
+            payload_of(e)
+            for e in await self._own_facts("revenue.adjusted")
+            if payload_of(e).revenue_id == revenue_id
+        ]
+        net = original.amount_minor + sum(
+            a.delta_minor
+            for a in adjusted
+            if a.adjustment_id != derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
+        )
+        if net + delta_minor < 0:
+            raise ConsumerError(
+                f"this adjustment would take revenue {external_id} below zero: recorded "
+                f"{original.amount_minor}, net of earlier adjustments {net}, this one "
+                f"{delta_minor} (minor units of {original.currency})"
+            )
         adjustment = derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
         fact = consumer_pb2.RevenueAdjusted(
             adjustment_id=adjustment,
@@ -535,6 +553,9 @@ class ConsumerClient:
             currency=original.currency,
             reason=reason.strip(),
         )
+        replayed = await self._already_published("revenue.adjusted", "adjustment_id", fact)
+        if replayed is not None:
+            return replayed
         digest = hashlib.sha256(fact.SerializeToString(deterministic=True)).hexdigest()
         envelope = await self._publish(
             fact, derived_id("revenue.adjusted.event", adjustment, digest)

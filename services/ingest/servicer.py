@@ -15,7 +15,12 @@ from aiokafka.errors import KafkaError
 from services.common.blobstore import BlobError
 from services.common.bus import FactProducer
 from services.common.facts import make_envelope
-from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.identity import (
+    Principal,
+    api_key_from_authorization,
+    api_key_sha256,
+    with_article,
+)
 from services.common.ids import derived_id
 from services.ingest import projection
 from services.ingest.receipts import ReceiptSigner
@@ -54,7 +59,7 @@ class Authenticator:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"this call is for the {' or '.join(roles)} role; the key belongs to "
-                f"{principal.name!r}, a {principal.role}",
+                f"{principal.name!r}, {with_article(principal.role)}",
             )
         return principal
 

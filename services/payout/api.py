@@ -30,7 +30,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.identity import Principal, api_key_from_authorization, api_key_sha256
+from services.common.identity import (
+    Principal,
+    api_key_from_authorization,
+    api_key_sha256,
+    with_article,
+)
 from services.common.money import format_micros, format_minor
 from services.ledger.rules import AllocationError, period_bounds
 from services.payout import projection
@@ -87,7 +92,7 @@ def require(*roles: str) -> Callable:
                 403,
                 "forbidden",
                 f"this endpoint is for the {' or '.join(roles)} role; your key belongs to "
-                f"{principal.name!r}, a {principal.role}",
+                f"{principal.name!r}, {with_article(principal.role)}",
             )
         return principal
 
