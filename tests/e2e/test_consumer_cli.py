@@ -401,6 +401,25 @@ def test_an_adjustment_allocates_a_negative_pool_over_the_same_contributions(pla
     }
     assert operator["total_micros_by_currency"] == {"USD": POOL_MICROS + ADJUST_POOL_MICROS}
 
+    # The same adjustment again is a replay; the same id with other content, or an
+    # adjustment that would take the revenue below zero, is refused in words.
+    again = tt_json(
+        platform, "consumer", "adjust", "--revenue", "EXT-1", "--delta-minor",
+        str(ADJUST_MINOR), "--reason", "refund", "--id", "ADJ-1", "--json",
+        key=platform.keys["consumer"],
+    )  # fmt: skip
+    assert again["replayed"] is True and again["adjustment_id"] == adjustment_id
+    changed = tt(
+        platform, "consumer", "adjust", "--revenue", "EXT-1", "--delta-minor", "-50000",
+        "--reason", "refund", "--id", "ADJ-1", key=platform.keys["consumer"],
+    )  # fmt: skip
+    assert changed.returncode == 1 and "different content" in changed.stderr, changed.stderr
+    too_much = tt(
+        platform, "consumer", "adjust", "--revenue", "EXT-1", "--delta-minor", "-5000000",
+        "--reason", "refund", "--id", "ADJ-2", key=platform.keys["consumer"],
+    )  # fmt: skip
+    assert too_much.returncode == 1 and "below zero" in too_much.stderr, too_much.stderr
+
 
 def test_rebuild_refuses_while_the_ledger_runs_and_is_identical_once_it_stopped(platform):
     assert platform.ids, "needs the facts the first test published"
