@@ -165,7 +165,8 @@ def main(settings: Settings) -> int:
         f"documents={uploads.documents} bytes={uploads.bytes} "
         f"tokens_accepted={uploads.tokens_accepted} receipts_verified={uploads.verified} "
         f"revenue_minor={money.revenue_minor} pool_micros={money.pool_micros} "
-        f"allocated_micros={money.allocated_micros} "
+        f"allocated_micros={money.allocated_micros} paid_minor={money.paid_minor} "
+        f"carried_micros={money.carried_micros} "
         f"backbone={'ok' if backbone == 0 else 'failed'}"
     )
     return 0 if ok else 1

@@ -24,16 +24,21 @@ REVENUE_MINOR = 1_000_000  # 10,000.00 USD
 CURRENCY = "USD"
 
 
+OPERATOR = "Platform operations"
+
+
 @dataclass
 class ConsumerTotals:
     revenue_minor: int = 0
     pool_micros: int = 0
     allocated_micros: int = 0
+    paid_minor: int = 0
+    carried_micros: int = 0
     ok: bool = True
 
 
-def _run(*args: str, api_key: str) -> dict:
-    result = tt(*args, "--json", api_key=api_key)
+def _run(*args: str, api_key: str, json_flag: bool = True) -> dict:
+    result = tt(*args, *(["--json"] if json_flag else []), api_key=api_key)
     if result.returncode != 0:
         raise RuntimeError(f"1tt {' '.join(args)} failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
@@ -146,7 +151,51 @@ def run(uploads: UploadTotals) -> ConsumerTotals:
         f"\n  the contributors' shares sum to {format_micros(totals.allocated_micros, CURRENCY)}"
         f" = the pool: {'yes' if totals.ok else 'NO'}"
     )
+    if totals.ok:
+        totals.ok = pay_out(uploads, totals, period)
     return totals
+
+
+def pay_out(uploads: UploadTotals, totals: ConsumerTotals, period: str) -> bool:
+    """The operator runs the month's payout; each contributor reads its statement."""
+    demo_dir = Path(os.environ.get("TT_RUN_DIR", ".run")) / "demo"
+    operator = principals(demo_dir / "principals.json", [OPERATOR], role="operator")[OPERATOR]
+    print(f"\n== 4. The operator pays out {period}; each contributor reads its statement")
+    # The payout service reads the allocations from the log; wait until it has them all.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pending = sum(
+            section["allocated_micros"]
+            for key in uploads.keys.values()
+            for section in _run(
+                "statement", "--period", period, "--format", "json", api_key=key, json_flag=False
+            )["statements"]
+        )
+        if pending >= totals.allocated_micros:
+            break
+        time.sleep(0.5)
+    run = _run("payout", "run", "--period", period, api_key=operator["api_key"])
+    print(
+        f"  1tt payout run --period {period}: {len(run['issued'])} payout(s) issued"
+        + (f", {run['already_issued']} already issued earlier" if run["already_issued"] else "")
+    )
+    for name, key in uploads.keys.items():
+        result = tt("statement", "--period", period, api_key=key)
+        print(f"\n  {name}: 1tt statement --period {period}")
+        print("\n".join(f"    {line}" for line in result.stdout.rstrip().splitlines()))
+        body = _run(
+            "statement", "--period", period, "--format", "json", api_key=key, json_flag=False
+        )
+        for section in body["statements"]:
+            totals.paid_minor += section["amount_minor"]
+            totals.carried_micros += section["closing_carried_micros"]
+            if not section["balanced"] or section["status"] != "issued":
+                return False
+    url = os.environ.get("TT_PAYOUT_URL", "http://127.0.0.1:8000")
+    print(
+        f"\n  Dashboard: {url}/  (sign in with a contributor's key from {demo_dir}/principals.json)"
+    )
+    return True
 
 
 def _wait_allocated(key: str, external_id: str, timeout_s: float) -> dict | None:
