@@ -96,6 +96,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 KINDS = ("email", "phone", "ipv4", "ipv6", "card", "iban", "national_id", "secret")
 PLACEHOLDERS = {
     "email": "[EMAIL]",
@@ -116,6 +118,65 @@ SECRET_MIN_ENTROPY = 3.0
 SECRET_MIN_LENGTH = 16
 
 Span = tuple[int, int, str]
+
+# Decimal digits (what ``\d`` matches), as a lookup table over the BMP built by
+# the regex itself, so both always agree.
+_DIGIT = re.compile(r"\d")
+_BMP_DIGIT = np.zeros(0x10000, dtype=bool)
+_BMP_DIGIT[[m.start() for m in _DIGIT.finditer("".join(map(chr, range(0x10000))))]] = True
+
+
+class _Text:
+    """A text and what several detectors look up in it, each computed at most once.
+
+    Most detectors need a few digits close together; ``digits_within`` answers
+    "are there ``count`` digits within ``width`` characters anywhere?" from the
+    positions of all digits, so a detector whose every match would need that can
+    skip its regex scans when the answer is no (most prose).
+    """
+
+    __slots__ = ("_digits", "_low", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._low: str | None = None
+        self._digits: np.ndarray | None = None
+
+    @property
+    def low(self) -> str:
+        if self._low is None:
+            self._low = self.text.lower()
+        return self._low
+
+    @property
+    def digits(self) -> np.ndarray:
+        """Positions of the decimal digits, ascending."""
+        if self._digits is None:
+            text = self.text
+            if text.isascii():
+                codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+                self._digits = np.flatnonzero((codes - 48) < 10)  # wraps below "0"
+            else:
+                codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+                astral = codes > 0xFFFF
+                if astral.any():  # e.g. mathematical digits: look the rare ones up one by one
+                    is_digit = np.zeros(len(codes), dtype=bool)
+                    is_digit[~astral] = _BMP_DIGIT[codes[~astral]]
+                    where = np.flatnonzero(astral)
+                    is_digit[where] = [
+                        _DIGIT.match(chr(code)) is not None for code in codes[where].tolist()
+                    ]
+                    self._digits = np.flatnonzero(is_digit)
+                else:
+                    self._digits = np.flatnonzero(_BMP_DIGIT[codes])
+        return self._digits
+
+    def digits_within(self, count: int, width: int) -> bool:
+        """Whether some ``width`` consecutive characters hold ``count`` or more digits."""
+        digits = self.digits
+        if len(digits) < count:
+            return False
+        return bool((digits[count - 1 :] - digits[: len(digits) - count + 1] < width).any())
 
 
 @dataclass(frozen=True)
@@ -291,13 +352,15 @@ def shannon_entropy(value: str) -> float:
 _B64URL = r"[A-Za-z0-9_-]"
 
 # Each entry: (needles, pattern, group whose span is redacted, extra check on
-# that group).  A pattern only runs when one of its needles occurs in the
-# lower-cased text: a substring test costs far less than a regex scan, and
-# most documents contain no secret at all.
+# that group).  A pattern only runs when one of its needles occurs in the text
+# (in the lower-cased text for the case-insensitive patterns, whose needles are
+# lower case): a substring test costs far less than a regex scan, and most
+# documents contain no secret at all.  Every needle is a literal that any match
+# of its pattern contains; no needles means the pattern always runs.
 _SecretRule = tuple[tuple[str, ...], re.Pattern[str], int, Callable[[str], bool] | None]
 _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
     (
-        ("private key",),
+        ("PRIVATE KEY",),
         re.compile(
             r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
             r"[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
@@ -307,7 +370,7 @@ _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
     ),
     # A truncated block (no END line) still leaks the key: take the body lines.
     (
-        ("private key",),
+        ("PRIVATE KEY",),
         re.compile(
             r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
             r"(?:(?:\r?\n|\\n)[ \t]*(?:[A-Za-z0-9+/=]{8,}|[A-Za-z-]+:[^\n\\]*))*"
@@ -316,13 +379,13 @@ _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
         None,
     ),
     (
-        ("eyj",),
+        ("eyJ",),
         re.compile(rf"eyJ(?<![A-Za-z0-9_-]eyJ){_B64URL}{{5,}}\.{_B64URL}{{5,}}\.{_B64URL}*"),
         0,
         None,
     ),
     (
-        ("akia", "asia", "abia", "acca", "agpa", "aida", "aipa", "anpa", "anva", "aroa", "apka"),
+        (),  # the pattern opens with the literal "A": scanning with it is as cheap as a test
         re.compile(
             r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA)"
             r"[A-Z0-9]{16}(?![A-Za-z0-9])"
@@ -331,7 +394,7 @@ _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
         None,
     ),
     (
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        (),  # likewise with "gh"
         re.compile(r"gh(?<![A-Za-z0-9_]gh)[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])"),
         0,
         None,
@@ -355,7 +418,7 @@ _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
         None,
     ),
     (
-        ("_live_", "_test_"),
+        ("k_live_", "k_test_"),
         re.compile(r"[spr]k_(?<![A-Za-z0-9_][spr]k_)(?:live|test)_[A-Za-z0-9]{16,}"),
         0,
         None,
@@ -367,7 +430,7 @@ _SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
         None,
     ),
     (
-        ("aiza",),
+        ("AIza",),
         re.compile(r"AIza(?<![A-Za-z0-9_-]AIza)[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
         0,
         None,
@@ -438,18 +501,33 @@ def _looks_secret(value: str) -> bool:
     return shannon_entropy(value) >= SECRET_MIN_ENTROPY
 
 
-def _find_specific_secrets(text: str) -> Iterator[tuple[int, int]]:
-    low = text.lower()
+def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
     for needles, pattern, group, check in _SPECIFIC_SECRETS:
-        if not any(n in low for n in needles):
+        haystack = doc.low if pattern.flags & re.IGNORECASE else text
+        if needles and not any(n in haystack for n in needles):
             continue
         for m in pattern.finditer(text):
             if check is None or check(m.group(group)):
                 yield m.span(group)
 
 
-def _find_assigned_secrets(text: str) -> Iterator[tuple[int, int]]:
+# The last word of every key _SECRET_KEY_SUFFIX accepts, lower case: a key can
+# only qualify if the text right before its operator ends with one of these.
+_SECRET_KEY_LAST_WORDS = (
+    "key", "id", "secret", "token", "password", "passwd", "pwd", "pass", "passphrase",
+    "credential", "credentials", "auth",
+)  # fmt: skip
+
+
+def _find_assigned_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
     for op in _ASSIGN_OP.finditer(text):
+        before = text[max(0, op.start() - 72) : op.start()].rstrip(" \t")
+        if before[-1:] in ("'", '"'):
+            before = before[:-1]
+        if not before[-11:].lower().endswith(_SECRET_KEY_LAST_WORDS):
+            continue
         k = _KEY_BEFORE.search(text, max(0, op.start() - 72), op.start())
         if k is None:
             continue
@@ -483,7 +561,8 @@ _FILE_EXTENSIONS = frozenset(
 )
 
 
-def _find_emails(text: str) -> Iterator[tuple[int, int]]:
+def _find_emails(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
     at = text.find("@")
     while at >= 0:
         span = _email_at(text, at)
@@ -532,7 +611,11 @@ def _in_url_authority(text: str, pos: int) -> bool:
 _IBAN_START = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}")
 
 
-def _find_ibans(text: str) -> Iterator[tuple[int, int]]:
+def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
+    # Every match of _IBAN_START holds two digits in a row (the check digits).
+    if not doc.digits_within(2, 2):
+        return
     for m in _IBAN_START.finditer(text):
         length = IBAN_LENGTHS.get(m.group()[:2])
         if length is None:
@@ -613,7 +696,11 @@ def card_brand_ok(compact: str) -> bool:
     return False
 
 
-def _find_cards(text: str) -> Iterator[tuple[int, int]]:
+def _find_cards(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
+    # Any match of _CARD has 13 or more digits within 23 characters.
+    if not doc.digits_within(13, 23):
+        return
     for m in _CARD.finditer(text):
         start, end = m.span()
         if _digit_continues(text, end):
@@ -648,26 +735,35 @@ _BSN_CUED = re.compile(
 )
 
 
-def _find_national_ids(text: str) -> Iterator[tuple[int, int]]:
-    low = text.lower()
-    for m in _SSN.finditer(text):
-        d = m.group()
-        if _ssn_valid(d[:3], d[4:6], d[7:]) and not _digit_continues(text, m.end()):
-            yield m.span()
-    if "ssn" in low or "social security" in low:
+def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
+    text, low = doc.text, doc.low
+    # Each pattern runs only if the digits its every match holds are there:
+    # SSN 9 within 11 characters, NINO 6 within 8, Steuer-ID 11 within 14, NIR
+    # 14 within 21 (with 2A/2B), the cued SSN and BSN 9 in a row.
+    if doc.digits_within(9, 11):
+        for m in _SSN.finditer(text):
+            d = m.group()
+            if _ssn_valid(d[:3], d[4:6], d[7:]) and not _digit_continues(text, m.end()):
+                yield m.span()
+    if ("ssn" in low or "social security" in low) and doc.digits_within(9, 9):
         for m in _SSN_CUED.finditer(text):
             d = m.group(1)
             if _ssn_valid(d[:3], d[3:5], d[5:]):
                 yield m.span(1)
-    for m in _NINO.finditer(text):
-        yield m.span()
-    for m in _STEUER_ID.finditer(text):
-        if not _digit_continues(text, m.end()) and steuer_id_valid(m.group().replace(" ", "")):
+    if doc.digits_within(6, 8):
+        for m in _NINO.finditer(text):
             yield m.span()
-    for m in _NIR.finditer(text):
-        if not _digit_continues(text, m.end()) and nir_valid(m.group().replace(" ", "")):
-            yield m.span()
+    if doc.digits_within(11, 14):
+        for m in _STEUER_ID.finditer(text):
+            if not _digit_continues(text, m.end()) and steuer_id_valid(m.group().replace(" ", "")):
+                yield m.span()
+    if doc.digits_within(14, 21):
+        for m in _NIR.finditer(text):
+            if not _digit_continues(text, m.end()) and nir_valid(m.group().replace(" ", "")):
+                yield m.span()
     if not ("bsn" in low or "burgerservicenummer" in low or "sofinummer" in low):
+        return
+    if not doc.digits_within(9, 11):  # 9 digits, with at most two separators
         return
     for m in _BSN_CUED.finditer(text):
         if bsn_valid(re.sub(r"\D", "", m.group(1))):
@@ -685,12 +781,17 @@ _NUMBERING_CUE = re.compile(
     r"|versions?|ver|v|releases?|rel|build|patch|hotfix|update|rev(?:ision)?|rules?|fig(?:ure)?s?|tables?|tab|items?|steps?"
     r"|oid|no|nr|pp?|isbn|issn|sku|ref)\.?)[\s:#]*$"
 )
+# Every match of _IPV4 holds this; it opens with a literal, so the scan is quick.
+_IPV4_HINT = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
 # Candidate: a run of hex digits, colons and dots with a colon among the first
 # five characters; ipaddress decides.
 _IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:[0-9A-Fa-f:.]{1,44}")
 
 
-def _find_ipv4(text: str) -> Iterator[tuple[int, int]]:
+def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
+    if _IPV4_HINT.search(text) is None:
+        return
     for m in _IPV4.finditer(text):
         value = m.group()
         # Octets 0-255 without leading zeros ("010.1.1.1" is not written by tools).
@@ -703,13 +804,41 @@ def _find_ipv4(text: str) -> Iterator[tuple[int, int]]:
         yield m.span()
 
 
+# Six hextets, each followed by a colon: in every address written without "::"
+# (eight hextets, or six and an IPv4 tail).
+_IPV6_FULL_HINT = re.compile(r":(?:[0-9A-Fa-f]{1,4}:){5}")
+_HEX_RUN_CHARS = "0123456789ABCDEFabcdef:."
+
+
+def _may_hold_ipv6(text: str) -> bool:
+    """Whether ``text`` can hold an address _find_ipv6 accepts: one without "::"
+    (see _IPV6_FULL_HINT), or a "::" in a run of hex digits, colons and dots
+    that has a decimal digit within 48 characters of it (an accepted candidate
+    is at most 49 characters long and holds a digit)."""
+    if _IPV6_FULL_HINT.search(text) is not None:
+        return True
+    at = text.find("::")
+    while at >= 0:
+        left = text[max(0, at - 48) : at]
+        left = left[len(left.rstrip(_HEX_RUN_CHARS)) :]
+        right = text[at + 2 : at + 50]
+        right = right[: len(right) - len(right.lstrip(_HEX_RUN_CHARS))]
+        if any(c.isdigit() for c in left) or any(c.isdigit() for c in right):
+            return True
+        at = text.find("::", at + 1)
+    return False
+
+
 def _is_netmask(value: str) -> bool:
     bits = int(ipaddress.IPv4Address(value))
     return value.startswith("255.") and ((~bits & 0xFFFFFFFF) + 1) & (~bits & 0xFFFFFFFF) == 0
 
 
-def _find_ipv6(text: str) -> Iterator[tuple[int, int]]:
+def _find_ipv6(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
     if "::" not in text and text.count(":") < 7:
+        return
+    if not _may_hold_ipv6(text):
         return
     for m in _IPV6.finditer(text):
         start, end = m.span()
@@ -806,13 +935,27 @@ def _phone_candidate_ok(text: str, start: int, end: int, min_digits: int, max_di
     return not ("." in seps and len(seps) > 1)
 
 
-def _find_phones(text: str) -> Iterator[tuple[int, int]]:
-    for pattern, lo, hi in (
-        (_PHONE_INTL, 8, 17),
-        (_PHONE_PAREN, 9, 12),
-        (_PHONE_NANP, 10, 11),
-        (_PHONE_TRUNK, 9, 12),
-    ):
+# (pattern, fewest and most digits, a width within which every accepted number
+# has its fewest digits): a pattern runs only if the text has that many digits
+# that close together. Between the first and the eighth digit of an accepted
+# international number are at most 24 other characters (8 groups, each with a
+# separator and parentheses); the others have at most 7 (PAREN), 3 (NANP) and
+# 4 (TRUNK) other characters in all.
+_PHONE_PATTERNS = (
+    (_PHONE_INTL, 8, 17, 34),
+    (_PHONE_PAREN, 9, 12, 16),
+    (_PHONE_NANP, 10, 11, 13),
+    (_PHONE_TRUNK, 9, 12, 13),
+)
+# An accepted cued number has at least 7 digits within its 33 characters.
+_PHONE_BODY_WIDTH = 33
+
+
+def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
+    text = doc.text
+    for pattern, lo, hi, width in _PHONE_PATTERNS:
+        if not doc.digits_within(lo, width):
+            continue
         for m in pattern.finditer(text):
             start, end = m.span()
             if pattern is _PHONE_INTL:
@@ -824,6 +967,8 @@ def _find_phones(text: str) -> Iterator[tuple[int, int]]:
             if _PHONE_ANTI_CUE.search(text, max(0, start - 24), start):
                 continue
             yield start, end
+    if not doc.digits_within(7, _PHONE_BODY_WIDTH):
+        return
     for m in _PHONE_BODY.finditer(text):
         start, end = m.span()
         if not _phone_candidate_ok(text, start, end, 7, 15):
@@ -837,7 +982,7 @@ def _find_phones(text: str) -> Iterator[tuple[int, int]]:
 # --------------------------------------------------------------------------
 
 # (kind, finder) in priority order; earlier entries win overlaps.
-_DETECTORS: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
+_DETECTORS: tuple[tuple[str, Callable[[_Text], Iterator[tuple[int, int]]]], ...] = (
     ("secret", _find_specific_secrets),
     ("secret", _find_assigned_secrets),
     ("email", _find_emails),
@@ -859,8 +1004,9 @@ def find_spans(text: str) -> tuple[Span, ...]:
     """
     starts: list[int] = []
     accepted: list[Span] = []
+    doc = _Text(text)
     for kind, finder in _DETECTORS:
-        found = sorted(set(finder(text)), key=lambda se: (se[0], -se[1]))
+        found = sorted(set(finder(doc)), key=lambda se: (se[0], -se[1]))
         for start, end in found:
             if end <= start:
                 continue
