@@ -15,9 +15,39 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from rensa import RMinHash
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+# The fast path of the shingles' word split, for text that is Latin-1 once typographic
+# quotes, dashes and the like (never word characters) are set aside: one bytes.translate
+# turns every non-word character into a space and str.split() yields exactly the words
+# _WORD finds.
+_MARKS_TO_SPACE = (
+    "\u2010\u2011\u2012\u2013\u2014\u2015"  # hyphens and dashes
+    "\u2018\u2019\u201a\u201c\u201d\u201e\u2039\u203a"  # quotation marks
+    "\u2022\u2026\u2032\u2033"  # bullet, ellipsis, primes
+)
+if any(_WORD.match(mark) for mark in _MARKS_TO_SPACE):
+    raise AssertionError("_MARKS_TO_SPACE holds a word character")
+_LATIN1_WORD_TABLE = bytes(c if _WORD.match(chr(c)) else 32 for c in range(256))
+
+
+def _words(text: str) -> list[str]:
+    """The words (runs of \\w) of the lower-cased text."""
+    folded = text.lower()
+    if folded.isascii():
+        encoded = folded.encode("ascii")
+    else:
+        for mark in _MARKS_TO_SPACE:
+            if mark in folded:
+                folded = folded.replace(mark, " ")
+        try:
+            encoded = folded.encode("latin-1")
+        except UnicodeEncodeError:
+            return _WORD.findall(folded)
+    return encoded.translate(_LATIN1_WORD_TABLE).decode("latin-1").split()
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class Fingerprint:
 
 def shingles(text: str, words_per_shingle: int) -> list[str]:
     """Lower-cased word n-grams; a text shorter than n words is one shingle."""
-    words = _WORD.findall(text.lower())
+    words = _words(text)
     if len(words) <= words_per_shingle:
         return [" ".join(words)] if words else [""]
     # zip over shifted views builds every n-gram in one pass, without slicing per index.
@@ -76,12 +106,16 @@ def fingerprint(text: str, config: DedupConfig) -> Fingerprint:
 
 
 def band_keys(signature: tuple[int, ...], config: DedupConfig) -> tuple[str, ...]:
-    keys = []
-    for band in range(config.bands):
-        rows = signature[band * config.rows : (band + 1) * config.rows]
-        raw = b"".join(value.to_bytes(8, "little") for value in rows)
-        keys.append(f"b{band}:{hashlib.blake2b(raw, digest_size=8).hexdigest()}")
-    return tuple(keys)
+    """One key per band: BLAKE2b-64 of the band's values as 8-byte little-endian integers."""
+    if len(signature) != config.num_perm:
+        raise ValueError(f"a signature of {len(signature)} values, not {config.num_perm}")
+    raw = np.array(signature, dtype="<u8").tobytes()
+    width = config.rows * 8
+    blake2b = hashlib.blake2b
+    return tuple(
+        f"b{band}:{blake2b(raw[band * width : (band + 1) * width], digest_size=8).hexdigest()}"
+        for band in range(config.bands)
+    )
 
 
 def estimated_jaccard(left: tuple[int, ...], right: tuple[int, ...]) -> float:
