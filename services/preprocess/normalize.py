@@ -54,7 +54,8 @@ _NEEDS_TRANSLATE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(
 _TRAILING_SPACES = re.compile(r" +(?=\n|\Z)")
 # A run of 2+ spaces preceded by a visible character on the same line: internal spacing.
 # Runs at the start of a line (indentation) have no such predecessor and are left alone.
-_INTERNAL_RUN = re.compile(r"(?<=[^ \n]) {2,}")
+# (Written to open with the two spaces, so the regex engine skips ahead to them.)
+_INTERNAL_RUN = re.compile(r"  (?<=[^ \n]  ) *")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
 
@@ -86,7 +87,12 @@ def normalize(text: str) -> str:
         # QUAD decomposes to U+2002 EN SPACE); a second pass keeps the function idempotent.
         if _NEEDS_TRANSLATE.search(text) is not None:
             text = text.translate(_TABLE)
-    text = _TRAILING_SPACES.sub("", text)
-    text = _INTERNAL_RUN.sub(" ", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
+    # Each substitution runs only if its pattern can match (a substring test is far cheaper
+    # than a regex pass, and most documents need none of them).
+    if " \n" in text or text.endswith(" "):
+        text = _TRAILING_SPACES.sub("", text)
+    if "  " in text:
+        text = _INTERNAL_RUN.sub(" ", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
     return text.lstrip("\n").rstrip(" \n")
