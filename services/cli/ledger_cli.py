@@ -78,6 +78,13 @@ def add_ledger_parsers(commands) -> None:
     )
     allocations.add_argument("--revenue-id", help="one revenue event: your id or the platform's")
     _key_option(allocations, "principal")
+    audit = commands.add_parser(
+        "audit", help="replay the log, recompute allocations and payouts, compare"
+    )
+    _key_option(audit, "auditor")
+    audit.add_argument(
+        "--facts-only", action="store_true", help="compare with the facts only, not PostgreSQL"
+    )
     rebuild = commands.add_parser("rebuild", help="drop a projection and replay the log")
     rebuild.add_argument("projection", choices=["ledger"])
     rebuild.add_argument("--json", action="store_true")
@@ -215,3 +222,54 @@ async def run_rebuild(settings: Settings, args) -> int:
         print(f"digest after:  {result.digest_after}")
         print("identical" if result.identical else "DIFFERENT")
     return 0 if result.identical or result.digest_before is None else 1
+
+
+async def run_audit(settings: Settings, args) -> int:
+    from services.audit.audit import run_audit as audit
+    from services.common.principals import principal_for_key
+
+    await principal_for_key(
+        settings.database_url,
+        args.api_key or os.environ.get("TT_API_KEY"),
+        ["auditor", "operator"],
+        "the audit",
+    )
+    report = await audit(
+        settings,
+        os.environ.get("TT_LEDGER_SCHEMA", "ledger"),
+        os.environ.get("TT_PAYOUT_SCHEMA", "payout"),
+        check_projections=not args.facts_only,
+    )
+    if args.json:
+        print(json.dumps(report.as_json(), sort_keys=True))
+        return 0 if report.matched else 1
+    print("facts on the log (distinct event ids):")
+    for event_type, count in report.fact_counts.items():
+        print(f"  {event_type:<24} {count:>8}")
+    if report.duplicate_records or report.invalid_records:
+        print(
+            f"  ({report.duplicate_records} resent records ignored, "
+            f"{report.invalid_records} invalid records)"
+        )
+    outcomes = ", ".join(f"{n} {status}" for status, n in sorted(report.outcomes.items()))
+    print(f"revenue events: {outcomes or 'none'}")
+    for currency, t in sorted(report.totals.items()):
+        print(
+            f"{currency}: revenue {format_minor(t['revenue_minor'], currency)}, pool "
+            f"{format_micros(t['pool_micros'], currency)}, allocated "
+            f"{format_micros(t['allocated_micros'], currency)}, paid "
+            f"{format_minor(t['paid_minor'], currency)}, carried "
+            f"{format_micros(t['carried_micros'], currency)}, not yet settled "
+            f"{format_micros(t['unsettled_micros'], currency)}"
+        )
+    print(f"allocations: {report.allocations}, payouts: {report.payouts}")
+    print(f"allocations digest: {report.digest}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.matched:
+        print("audit: MATCH (the facts, the rules and the projections agree)")
+        return 0
+    print(f"audit: MISMATCH ({len(report.mismatches)} difference(s)):")
+    for line in report.mismatches:
+        print(f"  - {line}")
+    return 1

@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             return payout_cli.run(args)
         if args.command == "allocations":
             return asyncio.run(ledger_cli.run_allocations(settings, args))
+        if args.command == "audit":
+            return asyncio.run(ledger_cli.run_audit(settings, args))
         if args.command == "rebuild":
             return asyncio.run(ledger_cli.run_rebuild(settings, args))
         if args.command == "consumer":

@@ -12,8 +12,10 @@ import os
 import subprocess
 import sys
 
+import asyncpg
 import pytest
 
+from services.audit.audit import run_audit
 from services.cli.admin import wait_group_stable
 from services.common.db import connect
 from services.common.facts import decode
@@ -21,6 +23,7 @@ from services.ledger.rebuild import rebuild_ledger
 from tests import ledger_facts as f
 from tests.integration.conftest import read_topic
 from tests.integration.ingest_server import ROOT
+from tt.facts.v1 import ledger_pb2
 
 
 @pytest.fixture
@@ -74,7 +77,10 @@ async def _query(settings, schema, sql, *args):
 async def _wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        result = await predicate()
+        try:
+            result = await predicate()
+        except asyncpg.UndefinedTableError:  # the service has not migrated its schema yet
+            result = None
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
@@ -220,3 +226,66 @@ async def test_crashes_allocate_nothing_twice_and_rebuild_is_identical(
         assert pending["count"] == 0
     finally:
         await _drop(settings, schema)
+
+
+async def test_audit_matches_then_detects_a_tampered_row_a_missing_and_a_rogue_fact(
+    ledger_env, producer, unique
+):
+    settings, schema, env, log_path = ledger_env
+    contributions, snap, deploy, terms, revenue = _workload(unique)
+    for fact in [*contributions, snap, deploy, terms, revenue]:
+        await producer.publish(fact)
+    process = _start(env, log_path)
+    try:
+        await _wait_for(
+            lambda: _query(
+                settings, schema,
+                "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL) "
+                "AND EXISTS (SELECT 1 FROM revenue WHERE status = 'allocated')",
+            ),
+            what="allocation and publication",
+        )  # fmt: skip
+    finally:
+        await _stop(process)
+    report = await run_audit(settings, schema, f"no_payout_{unique}")
+    assert report.matched, report.mismatches
+    assert report.allocations == 4 and report.fact_counts["allocation.made"] == 4
+    assert report.totals["USD"]["allocated_micros"] == report.totals["USD"]["pool_micros"]
+
+    # A projection row changed behind the ledger's back.
+    [row] = await _query(
+        settings, schema,
+        "UPDATE allocations SET allocated_micros = allocated_micros + 1 "
+        "WHERE allocation_id = (SELECT min(allocation_id) FROM allocations) RETURNING *",
+    )  # fmt: skip
+    report = await run_audit(settings, schema, f"no_payout_{unique}")
+    assert not report.matched
+    [line] = report.mismatches
+    assert row["allocation_id"] in line and "allocated_micros" in line
+
+    # A revenue event the ledger never allocated (it is stopped): its facts are missing.
+    second = f.revenue(
+        f"consumer-{unique}", f"EXT2-{unique}", f"chat-{unique}", "2026-11", 5000,
+        f"a-{unique}", [f"d-{unique}"],
+    )  # fmt: skip
+    await producer.publish(second)
+    report = await run_audit(settings, schema, "", check_projections=False)
+    assert len(report.mismatches) == 4
+    assert all(line.startswith("missing fact: allocation.made") for line in report.mismatches)
+
+    # A rogue allocation nobody is owed.
+    rogue = f.envelope(
+        ledger_pb2.AllocationMade(
+            allocation_id=f"rogue-{unique}", revenue_id="nothing", service_id="chat",
+            agreement_id="a", contributor_id="p", contribution_id="c", period="2026-11",
+            currency="USD", allocated_micros=5, pool_micros=5, weight=1, total_weight=1,
+        ),
+        f"rogue-{unique}",
+    )  # fmt: skip
+    await producer.publish(rogue)
+    report = await run_audit(settings, schema, "", check_projections=False)
+    assert any(
+        line.startswith(f"unexpected fact: allocation.made rogue-{unique}")
+        for line in report.mismatches
+    )
+    await _drop(settings, schema)

@@ -1,0 +1,265 @@
+"""`1tt audit`: replay the log and check the money (docs/audit.md).
+
+Reads every fact topic from offset 0 with its own consumer (no group, read_committed),
+recomputes allocations and payouts with the published rules (services/audit/recompute.py,
+on the pure functions of services/ledger/rules.py and services/payout/rules.py), and
+compares them with (a) the allocation.made and payout.issued facts on the log and (b)
+the ledger's and payout's projections in PostgreSQL. Any difference is listed precisely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from services.audit.recompute import Allocation, check_payouts, recompute
+from services.common.config import Settings
+from services.common.db import connect
+from services.common.facts import BY_EVENT_TYPE, payload_of
+from services.common.logreader import ReadStats, read_log
+from services.common.money import micros_per_minor
+
+FIELDS = (
+    "revenue_id",
+    "service_id",
+    "agreement_id",
+    "contributor_id",
+    "contribution_id",
+    "period",
+    "currency",
+    "allocated_micros",
+    "pool_micros",
+    "weight",
+    "total_weight",
+)
+MAX_LISTED = 50
+
+
+@dataclass
+class AuditReport:
+    fact_counts: dict[str, int] = field(default_factory=dict)
+    duplicate_records: int = 0
+    invalid_records: int = 0
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    allocations: int = 0
+    payouts: int = 0
+    digest: str = ""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def matched(self) -> bool:
+        return not self.mismatches
+
+    def as_json(self) -> dict:
+        return {
+            "result": "match" if self.matched else "mismatch",
+            "fact_counts": self.fact_counts,
+            "duplicate_records": self.duplicate_records,
+            "invalid_records": self.invalid_records,
+            "totals": self.totals,
+            "allocations": self.allocations,
+            "payouts": self.payouts,
+            "allocations_digest": self.digest,
+            "revenue_outcomes": self.outcomes,
+            "mismatches": self.mismatches,
+            "notes": self.notes,
+        }
+
+
+def allocations_digest(allocations: dict[str, Allocation]) -> str:
+    """SHA-256 over the canonical lines of the allocations, ordered by allocation id."""
+    digest = hashlib.sha256()
+    for allocation_id in sorted(allocations):
+        digest.update(allocations[allocation_id].canonical().encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _diff(kind: str, key: str, want: dict, got: dict) -> str | None:
+    changed = [
+        f"{name} {got.get(name)!r} != expected {want[name]!r}"
+        for name in want
+        if got.get(name) != want[name]
+    ]
+    return f"{kind} {key}: " + "; ".join(changed) if changed else None
+
+
+async def run_audit(
+    settings: Settings,
+    ledger_schema: str = "ledger",
+    payout_schema: str = "payout",
+    check_projections: bool = True,
+) -> AuditReport:
+    report = AuditReport()
+    stats = ReadStats()
+    by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
+    seen: set[str] = set()
+    async for record in read_log(
+        settings.kafka_bootstrap, settings.topic_registry(), BY_EVENT_TYPE, stats
+    ):
+        envelope = record.envelope
+        if envelope.event_id in seen:  # a resend: the same event id, discarded by readers
+            report.duplicate_records += 1
+            continue
+        seen.add(envelope.event_id)
+        by_type[envelope.event_type].append(envelope)
+    report.invalid_records = stats.invalid
+    report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
+    expected = recompute(by_type)
+    for outcome in expected.outcomes.values():
+        status = outcome.split(":")[0]
+        report.outcomes[status] = report.outcomes.get(status, 0) + 1
+    report.notes += [f"refused as the ledger refuses it: {r}" for r in expected.refused]
+    mismatches = report.mismatches
+
+    # (a) the allocation.made facts on the log
+    on_log = {}
+    for envelope in by_type["allocation.made"]:
+        fact = payload_of(envelope)
+        on_log[fact.allocation_id] = {name: getattr(fact, name) for name in FIELDS}
+    for allocation_id in sorted(set(expected.allocations) | set(on_log)):
+        want = expected.allocations.get(allocation_id)
+        got = on_log.get(allocation_id)
+        if got is None:
+            mismatches.append(
+                f"missing fact: allocation.made {allocation_id} (revenue {want.revenue_id}, "
+                f"contribution {want.contribution_id}, {want.allocated_micros} micros) is due "
+                "by the rules but not on the log"
+            )
+        elif want is None:
+            mismatches.append(
+                f"unexpected fact: allocation.made {allocation_id} (revenue {got['revenue_id']}, "
+                f"{got['allocated_micros']} micros) is on the log but the rules give no such "
+                "allocation"
+            )
+        elif diff := _diff("allocation.made", allocation_id, _fields(want), got):
+            mismatches.append(diff)
+
+    # payouts against the rules
+    payouts = {payload_of(e).payout_id: payload_of(e) for e in by_type["payout.issued"]}
+    minimums = {
+        payload_of(e).agreement_id: payload_of(e).min_payout_minor
+        for e in by_type["agreement.published"]
+    }
+    mismatches += check_payouts(payouts.values(), expected.allocations, minimums)
+
+    report.allocations = len(expected.allocations)
+    report.payouts = len(payouts)
+    report.digest = allocations_digest(expected.allocations)
+    report.totals = _totals(expected, payouts.values())
+    if check_projections:
+        await _compare_projections(
+            settings, ledger_schema, payout_schema, expected, payouts, report
+        )
+    del mismatches[MAX_LISTED:]
+    return report
+
+
+def _fields(allocation: Allocation) -> dict:
+    return {name: getattr(allocation, name) for name in FIELDS}
+
+
+def _totals(expected, payouts) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+
+    def bucket(currency: str) -> dict[str, int]:
+        return totals.setdefault(
+            currency,
+            {"revenue_minor": 0, "pool_micros": 0, "allocated_micros": 0, "paid_minor": 0,
+             "carried_micros": 0},
+        )  # fmt: skip
+
+    for currency, amount in expected.revenue_minor.items():
+        bucket(currency)["revenue_minor"] = amount
+    for currency, amount in expected.pool_micros.items():
+        bucket(currency)["pool_micros"] = amount
+    for allocation in expected.allocations.values():
+        bucket(allocation.currency)["allocated_micros"] += allocation.allocated_micros
+    latest: dict[tuple[str, str], object] = {}
+    for payout in payouts:
+        bucket(payout.currency)["paid_minor"] += payout.amount_minor
+        key = (payout.contributor_id, payout.currency)
+        if key not in latest or payout.period > latest[key].period:
+            latest[key] = payout
+    for (_, currency), payout in latest.items():
+        bucket(currency)["carried_micros"] += payout.carried_forward_micros
+    for currency, values in totals.items():
+        # Every allocated micro-unit is paid, carried, or not yet settled by a run.
+        values["unsettled_micros"] = (
+            values["allocated_micros"]
+            - values["paid_minor"] * micros_per_minor(currency)
+            - values["carried_micros"]
+        )
+    return totals
+
+
+async def _compare_projections(settings, ledger_schema, payout_schema, expected, payouts, report):
+    mismatches = report.mismatches
+    conn = await connect(settings.database_url, "public", application_name="audit")
+    try:
+        ledger = await _table(conn, ledger_schema, "allocations", report)
+        if ledger is not None:
+            for allocation_id in sorted(set(expected.allocations) | set(ledger)):
+                want = expected.allocations.get(allocation_id)
+                got = ledger.get(allocation_id)
+                if got is None:
+                    mismatches.append(f"ledger projection: allocation {allocation_id} is missing")
+                elif want is None:
+                    mismatches.append(
+                        f"ledger projection: allocation {allocation_id} "
+                        f"({got['allocated_micros']} micros) has no basis in the facts"
+                    )
+                elif diff := _diff(
+                    "ledger projection: allocation", allocation_id, _fields(want), got
+                ):
+                    mismatches.append(diff)
+            unbalanced = await conn.fetch(f"SELECT * FROM {ledger_schema}.unbalanced_movements")
+            for row in unbalanced:
+                mismatches.append(
+                    f"ledger projection: movement {row['movement_id']} is unbalanced "
+                    f"({row['debits']} debited, {row['credits']} credited)"
+                )
+        paid = await _table(conn, payout_schema, "payouts", report, key="payout_id")
+        if paid is not None:
+            for payout_id in sorted(set(payouts) | set(paid)):
+                fact = payouts.get(payout_id)
+                row = paid.get(payout_id)
+                if row is None:
+                    mismatches.append(f"payout projection: payout {payout_id} is missing")
+                elif fact is None:
+                    mismatches.append(
+                        f"payout projection: payout {payout_id} has no payout.issued fact"
+                    )
+                else:
+                    want = {
+                        "contributor_id": fact.contributor_id,
+                        "period": fact.period,
+                        "currency": fact.currency,
+                        "amount_minor": fact.amount_minor,
+                        "opening_carried_micros": fact.opening_carried_micros,
+                        "carried_forward_micros": fact.carried_forward_micros,
+                    }
+                    if diff := _diff("payout projection: payout", payout_id, want, row):
+                        mismatches.append(diff)
+    finally:
+        await conn.close()
+
+
+async def _table(conn, schema: str, table: str, report, key: str = "allocation_id"):
+    exists = await conn.fetchval(
+        "SELECT true FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+        schema,
+        table,
+    )
+    if not exists:
+        report.notes.append(f"no {schema}.{table} projection to compare (service never ran)")
+        return None
+    try:
+        rows = await conn.fetch(f"SELECT * FROM {schema}.{table}")
+    except asyncpg.PostgresError as error:
+        report.mismatches.append(f"{schema}.{table} unreadable: {error}")
+        return None
+    return {row[key]: dict(row) for row in rows}
