@@ -135,29 +135,45 @@ class _Text:
     skip its regex scans when the answer is no (most prose).
     """
 
-    __slots__ = ("_digits", "_low", "text")
+    __slots__ = ("_codes", "_digits", "_low", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._low: str | None = None
+        self._low: bytes | None = None
+        self._codes: np.ndarray | None = None
         self._digits: np.ndarray | None = None
 
     @property
-    def low(self) -> str:
+    def low(self) -> bytes:
+        """The text as UTF-8 with ASCII letters lower-cased, for the needles in
+        _LOWER_NEEDLES: ASCII words without "k" that do not end in "i", so they
+        occur here exactly where they occur in ``text.lower()`` (which maps only
+        U+212A to "k" and U+0130 to "i" plus a combining dot among non-ASCII
+        characters), at a third of the cost."""
         if self._low is None:
-            self._low = self.text.lower()
+            self._low = self.text.encode("utf-8", "surrogatepass").lower()
         return self._low
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The code points (uint8 for ASCII text, else uint32)."""
+        if self._codes is None:
+            text = self.text
+            if text.isascii():
+                self._codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+            else:
+                encoded = text.encode("utf-32-le", "surrogatepass")
+                self._codes = np.frombuffer(encoded, dtype=np.uint32)
+        return self._codes
 
     @property
     def digits(self) -> np.ndarray:
         """Positions of the decimal digits, ascending."""
         if self._digits is None:
-            text = self.text
-            if text.isascii():
-                codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+            codes = self.codes
+            if codes.dtype == np.uint8:
                 self._digits = np.flatnonzero((codes - 48) < 10)  # wraps below "0"
             else:
-                codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
                 astral = codes > 0xFFFF
                 if astral.any():  # e.g. mathematical digits: look the rare ones up one by one
                     is_digit = np.zeros(len(codes), dtype=bool)
@@ -170,6 +186,33 @@ class _Text:
                 else:
                     self._digits = np.flatnonzero(_BMP_DIGIT[codes])
         return self._digits
+
+    def letters_then_digits(self) -> bool:
+        """Whether two ASCII capitals stand right before two digits ("DE89"), as at
+        the start of every IBAN."""
+        digits = self.digits
+        pairs = digits[:-1][digits[1:] == digits[:-1] + 1]
+        pairs = pairs[pairs >= 2]
+        if not len(pairs):
+            return False
+        codes = self.codes
+        return bool((((codes[pairs - 1] - 65) < 26) & ((codes[pairs - 2] - 65) < 26)).any())
+
+    def nino_digits(self) -> bool:
+        """Whether six digits stand as in a NINO: in a row, or as three pairs
+        separated by single spaces."""
+        digits = self.digits
+        if len(digits) < 6:
+            return False
+        first = digits[:-5]
+        span = digits[5:] - first
+        if (span == 5).any():
+            return True
+        spaced = first[span == 7]
+        if not len(spaced):
+            return False
+        codes = self.codes
+        return bool(((codes[spaced + 2] == 32) & (codes[spaced + 5] == 32)).any())
 
     def digits_within(self, count: int, width: int) -> bool:
         """Whether some ``width`` consecutive characters hold ``count`` or more digits."""
@@ -501,11 +544,22 @@ def _looks_secret(value: str) -> bool:
     return shannon_entropy(value) >= SECRET_MIN_ENTROPY
 
 
+# Needles of the case-insensitive patterns, tested in _Text.low (see there).
+_LOWER_NEEDLES = {
+    pattern: tuple(n.encode() for n in needles)
+    for needles, pattern, _, _ in _SPECIFIC_SECRETS
+    if pattern.flags & re.IGNORECASE
+}
+
+
 def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     for needles, pattern, group, check in _SPECIFIC_SECRETS:
-        haystack = doc.low if pattern.flags & re.IGNORECASE else text
-        if needles and not any(n in haystack for n in needles):
+        lower_needles = _LOWER_NEEDLES.get(pattern)
+        if lower_needles is not None:
+            if not any(n in doc.low for n in lower_needles):
+                continue
+        elif needles and not any(n in text for n in needles):
             continue
         for m in pattern.finditer(text):
             if check is None or check(m.group(group)):
@@ -613,8 +667,8 @@ _IBAN_START = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}")
 
 def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    # Every match of _IBAN_START holds two digits in a row (the check digits).
-    if not doc.digits_within(2, 2):
+    # Every match of _IBAN_START is two capitals and two digits.
+    if not doc.letters_then_digits():
         return
     for m in _IBAN_START.finditer(text):
         length = IBAN_LENGTHS.get(m.group()[:2])
@@ -736,21 +790,21 @@ _BSN_CUED = re.compile(
 
 
 def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
-    text, low = doc.text, doc.low
+    text, low = doc.text, doc.low  # needles are ASCII, without "k", not ending in "i"
     # Each pattern runs only if the digits its every match holds are there:
-    # SSN 9 within 11 characters, NINO 6 within 8, Steuer-ID 11 within 14, NIR
+    # SSN 9 within 11 characters, NINO 6 (see nino_digits), Steuer-ID 11 within 14, NIR
     # 14 within 21 (with 2A/2B), the cued SSN and BSN 9 in a row.
     if doc.digits_within(9, 11):
         for m in _SSN.finditer(text):
             d = m.group()
             if _ssn_valid(d[:3], d[4:6], d[7:]) and not _digit_continues(text, m.end()):
                 yield m.span()
-    if ("ssn" in low or "social security" in low) and doc.digits_within(9, 9):
+    if (b"ssn" in low or b"social security" in low) and doc.digits_within(9, 9):
         for m in _SSN_CUED.finditer(text):
             d = m.group(1)
             if _ssn_valid(d[:3], d[3:5], d[5:]):
                 yield m.span(1)
-    if doc.digits_within(6, 8):
+    if doc.nino_digits():
         for m in _NINO.finditer(text):
             yield m.span()
     if doc.digits_within(11, 14):
@@ -761,7 +815,7 @@ def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
         for m in _NIR.finditer(text):
             if not _digit_continues(text, m.end()) and nir_valid(m.group().replace(" ", "")):
                 yield m.span()
-    if not ("bsn" in low or "burgerservicenummer" in low or "sofinummer" in low):
+    if not (b"bsn" in low or b"burgerservicenummer" in low or b"sofinummer" in low):
         return
     if not doc.digits_within(9, 11):  # 9 digits, with at most two separators
         return
