@@ -161,12 +161,14 @@ def main(settings: Settings) -> int:
     ok = backbone == 0 and uploads.ok and money.ok
     verdict = "DEMO OK" if ok else "DEMO FAILED"
     print(
-        f"\n{verdict} contributors={uploads.contributors} uploads={uploads.uploads} "
-        f"documents={uploads.documents} bytes={uploads.bytes} "
-        f"tokens_accepted={uploads.tokens_accepted} receipts_verified={uploads.verified} "
-        f"revenue_minor={money.revenue_minor} pool_micros={money.pool_micros} "
-        f"allocated_micros={money.allocated_micros} paid_minor={money.paid_minor} "
-        f"carried_micros={money.carried_micros} "
-        f"backbone={'ok' if backbone == 0 else 'failed'}"
+        f"\nuploads={uploads.uploads} bytes={uploads.bytes} "
+        f"receipts_verified={uploads.verified} pool_micros={money.pool_micros} "
+        f"allocated_micros={money.allocated_micros} backbone={'ok' if backbone == 0 else 'failed'}"
+    )
+    print(
+        f"{verdict} contributors={uploads.contributors} documents={uploads.documents} "
+        f"tokens_accepted={uploads.tokens_accepted} revenue_minor={money.revenue_minor} "
+        f"paid_minor={money.paid_minor} carried_micros={money.carried_micros} "
+        f"audit={money.audit}"
     )
     return 0 if ok else 1

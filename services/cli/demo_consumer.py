@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class ConsumerTotals:
     allocated_micros: int = 0
     paid_minor: int = 0
     carried_micros: int = 0
+    audit: str = "not run"
     ok: bool = True
 
 
@@ -191,11 +193,20 @@ def pay_out(uploads: UploadTotals, totals: ConsumerTotals, period: str) -> bool:
             totals.carried_micros += section["closing_carried_micros"]
             if not section["balanced"] or section["status"] != "issued":
                 return False
+    print("\n== 5. An auditor replays the log and checks every allocation and payout")
+    auditor = principals(demo_dir / "principals.json", ["Independent Auditor"], role="auditor")[
+        "Independent Auditor"
+    ]
+    audit = tt("audit", api_key=auditor["api_key"])
+    print("\n".join(f"  {line}" for line in audit.stdout.rstrip().splitlines()))
+    if audit.returncode != 0:
+        print(audit.stderr, file=sys.stderr)
+    totals.audit = "match" if audit.returncode == 0 else "mismatch"
     url = os.environ.get("TT_PAYOUT_URL", "http://127.0.0.1:8000")
     print(
         f"\n  Dashboard: {url}/  (sign in with a contributor's key from {demo_dir}/principals.json)"
     )
-    return True
+    return totals.audit == "match"
 
 
 def _wait_allocated(key: str, external_id: str, timeout_s: float) -> dict | None:
