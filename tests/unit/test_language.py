@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from services.preprocess.language import LanguageGuess, allowed, identify
@@ -56,3 +58,29 @@ def test_allowed_semantics() -> None:
     assert allowed(LanguageGuess("und", 0.0), en_only, 0.5)  # unknown is always allowed
     assert allowed(LanguageGuess("und", 0.99), en_only, 0.5)
     assert not allowed(LanguageGuess("de", 0.5), en_only, 0.5)  # at the threshold: trusted
+
+
+def test_the_vectorised_walk_finds_what_py3langid_finds() -> None:
+    # The numpy walk of the byte automaton must give py3langid's feature counts, in the
+    # same (first appearance) order, for any bytes: the scores' rounding depends on it.
+    from py3langid.langid import visit_counts
+
+    from services.preprocess.language import _identifier
+
+    model = _identifier()
+    rng = random.Random(5)
+    samples = [text.encode() for text in PARAGRAPHS.values()] + [b"", b"a", b"\xff" * 9]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(700))) for _ in range(200)]
+    samples += [
+        bytes(rng.choice(b"etaoin shrdlu\xc3\xa9\xe2\x80\x9c") for _ in range(rng.randrange(700)))
+        for _ in range(200)
+    ]
+    for sample in samples:
+        expected = visit_counts(model.tk_nextmove, model._rowbase, model.tk_output, sample)
+        found = model.features(sample)
+        if expected is None:
+            assert found is None
+            continue
+        index, counts = found
+        assert index.tolist() == list(expected)
+        assert counts.tolist() == [float(c) for c in expected.values()]

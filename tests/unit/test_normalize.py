@@ -82,3 +82,13 @@ def test_output_invariants(text: str) -> None:
     assert not out.endswith((" ", "\n")) and not out.startswith("\n")
     assert all(unicodedata.category(c) != "Cc" or c == "\n" for c in out)
     assert unicodedata.is_normalized("NFC", out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \n", max_size=40))
+def test_internal_run_pattern_is_the_lookbehind_definition(text: str) -> None:
+    import re
+
+    from services.preprocess.normalize import _INTERNAL_RUN
+
+    assert _INTERNAL_RUN.sub(" ", text) == re.sub(r"(?<=[^ \n]) {2,}", " ", text)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.preprocess import pii
 from services.preprocess.pii import (
     KINDS,
     PLACEHOLDERS,
@@ -367,3 +370,59 @@ def test_false_positive_rate_on_hard_negatives() -> None:
     negatives = clean_hard_negatives()
     assert len(negatives) >= 150
     assert false_positive_rate(negatives) <= 0.02
+
+
+# --- the prefilters never skip a match ------------------------------------------------------
+
+_NUMERIC_ATOMS = [
+    "0", "1", "2", "4", "5", "9", "00", "12", "123", "4111", " ", "-", ".", "/", ":", "(", ")",
+    "+", "AB", "DE", "GB", "QQ", "A", "C", "x", "\u0663", "\U0001d7d9", "\u00e9", "\n",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_NUMERIC_ATOMS), max_size=50).map("".join))
+def test_digit_prefilters_agree_with_the_patterns(text: str) -> None:
+    doc = pii._Text(text)
+    assert doc.digits.tolist() == [m.start() for m in re.finditer(r"\d", text)]
+    for count, width in ((2, 2), (6, 8), (9, 11), (13, 23), (7, 33)):
+        expected = any(
+            sum(c.isdecimal() for c in text[i : i + width]) >= count for i in range(len(text))
+        )
+        assert doc.digits_within(count, width) == expected
+    if pii._IBAN_START.search(text):
+        assert doc.letters_then_digits()
+    if pii._NINO.search(text):
+        assert doc.nino_digits()
+    if pii._CARD.search(text):
+        assert doc.digits_within(13, 23)
+    for pattern, lo, _, width in pii._PHONE_PATTERNS:
+        for m in pattern.finditer(text):
+            if sum(c.isdigit() for c in m.group()) - m.group().count("(0)") >= lo:
+                assert doc.digits_within(lo, width)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["::", ":", "1", "a", "f", "g", ".", " ", "0:0"]), max_size=40))
+def test_ipv6_prefilter_never_skips_an_address(parts: list[str]) -> None:
+    text = "".join(parts)
+    if list(pii._find_ipv6(pii._Text(text))):
+        assert pii._may_hold_ipv6(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["fe80::1", "see 2001:db8:0:0:0:0:2:1 here", "::ffff:10.0.0.1", "0:0:0:0:0:ffff:1.2.3.4"],
+)
+def test_ipv6_prefilter_admits_addresses(text: str) -> None:
+    assert pii._may_hold_ipv6(text)
+
+
+def test_lower_needles_survive_ascii_lowering() -> None:
+    # _Text.low lowers ASCII only; that finds a needle exactly where str.lower() would as
+    # long as no needle has a "k" or ends in "i" (see _Text.low).
+    needles = [n for group in pii._LOWER_NEEDLES.values() for n in group]
+    needles += [b"ssn", b"social security", b"bsn", b"burgerservicenummer", b"sofinummer"]
+    assert all(b"k" not in n and not n.endswith(b"i") for n in needles)
+    odd = {c for c in range(0x80, 0x110000) if any(ord(x) < 0x80 for x in chr(c).lower())}
+    assert odd == {0x130, 0x212A}

@@ -8,9 +8,12 @@ import json
 import random
 from functools import cache
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.preprocess import genres
+from services.preprocess import genres, quality
 from services.preprocess.normalize import normalize
 from services.preprocess.quality import DEFAULT_QUALITY, QualityConfig, QualityVerdict, assess
 
@@ -193,3 +196,88 @@ def test_large_document_is_fast_enough() -> None:
     assert time.perf_counter() - start < 5.0  # generous: CI machines are shared
     assert not verdict.kept  # the same paragraph 700 times is a repeated document
     assert verdict.rule == "max_duplicate_paragraph_fraction" or verdict.rule is not None
+
+
+# --- the fast paths give what the definitions give -------------------------------------------
+
+_ATOMS = [
+    "the", "The", "don't", "don\u2019t", "well-known", "-", "--", "'", "\u2019", "\u201c",
+    "\u201d", "\u2014", "\u2026", "_", "snake_case", "caf\u00e9", "Stra\u00dfe", "\u00b2",
+    "\u00bd", "\x00", "\u0301", "\u65e5\u672c", "\u0e44\u0e17\u0e22", "12", "a", " ", "  ",
+    "\n", ".", "!", "===", "...", "---", "|", "+----+", "#", "\U0001f600", "\U0001f600" * 3,
+]  # fmt: skip
+_TEXTS = st.lists(st.sampled_from(_ATOMS), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXTS)
+def test_latin1_word_split_equals_the_regex(text: str) -> None:
+    folded = text.lower()
+    fast = quality._latin1_words(folded)
+    if fast is None:  # the fast path declines: beyond Latin-1, or a NUL in the text
+        assert "\x00" in folded or not folded.translate(_MARKS_AWAY).isascii()
+        return
+    words = [w.decode("latin-1").replace("\x00", "\u2019") for w in fast]
+    assert words == quality._WORD.findall(folded.replace("_", " "))
+
+
+_MARKS_AWAY = {ord(mark): " " for mark in quality._MARKS_TO_SPACE + "\u2019"} | {
+    c: "a" for c in range(0x80, 0x100)
+}
+
+
+def _reference_class_counts(text: str) -> list[int]:
+    counts = [0] * 5
+    for ch in quality._LAYOUT_RUN.sub("", text):
+        counts[quality._char_class(ch)] += 1
+    return counts
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXTS)
+def test_class_counts_equal_the_regex_definition(text: str) -> None:
+    assert quality._class_counts(text).tolist() == _reference_class_counts(text)
+
+
+def _reference_ngram_signals(ids, lengths, total, top_ns, dup_ns):  # the definition, slowly
+    out = {}
+    prefix = np.concatenate(([0], np.cumsum(lengths)))
+    for n in top_ns:
+        value = 0.0
+        if total and len(ids) >= n:
+            h = quality._ngram_hashes(ids, n)
+            _, first, counts = np.unique(h, return_index=True, return_counts=True)
+            best = int(np.argmax(counts))
+            if counts[best] > 1:
+                start = int(first[best])
+                chars = int(prefix[start + n] - prefix[start])
+                value = min(1.0, chars * int(counts[best]) / total)
+        out[f"top_ngram_fraction_{n}"] = value
+    for n in dup_ns:
+        value = 0.0
+        if total and len(ids) >= n:
+            h = quality._ngram_hashes(ids, n)
+            _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+            duplicated = counts[inverse] > 1
+            covered = np.zeros(len(ids), dtype=bool)
+            for start in np.flatnonzero(duplicated):
+                covered[start : start + n] = True
+            value = min(1.0, float(lengths[covered].sum()) / total)
+        out[f"duplicate_ngram_fraction_{n}"] = value
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 5), max_size=120),
+    st.sampled_from([([1, 2, 3, 4], [5, 7, 10]), ([2, 6], [3, 5]), ([4], [1, 2])]),
+)
+def test_ngram_signals_equal_the_definition(words: list[int], sizes) -> None:
+    # Small vocabularies repeat n-grams often; a word's length depends on the word.
+    ids = np.array(words, dtype=np.uint64)
+    lengths = np.array([1 + 3 * w for w in words], dtype=np.int64)
+    total = int(lengths.sum())
+    top_ns, dup_ns = sizes
+    assert quality._ngram_signals(ids, lengths, total, top_ns, dup_ns) == (
+        _reference_ngram_signals(ids, lengths, total, top_ns, dup_ns)
+    )
