@@ -27,7 +27,7 @@ export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 
-.PHONY: help venv proto lint up restart down status reset rebuild-ledger demo bench test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -91,6 +91,11 @@ reset:
 rebuild-ledger: up
 	$(SERVICES_SH) stop ledger
 	$(PY) -m services.cli.main rebuild ledger; status=$$?; $(SERVICES_SH) start ledger; exit $$status
+
+## The same for the payout service's projection.
+rebuild-payout: up
+	$(SERVICES_SH) stop payout
+	$(PY) -m services.cli.main rebuild payout; status=$$?; $(SERVICES_SH) start payout; exit $$status
 
 demo: up
 	$(PY) -m services.cli.main demo

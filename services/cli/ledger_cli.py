@@ -86,7 +86,7 @@ def add_ledger_parsers(commands) -> None:
         "--facts-only", action="store_true", help="compare with the facts only, not PostgreSQL"
     )
     rebuild = commands.add_parser("rebuild", help="drop a projection and replay the log")
-    rebuild.add_argument("projection", choices=["ledger"])
+    rebuild.add_argument("projection", choices=["ledger", "payout"])
     rebuild.add_argument("--json", action="store_true")
 
 
@@ -206,9 +206,14 @@ async def run_allocations(settings: Settings, args) -> int:
 
 
 async def run_rebuild(settings: Settings, args) -> int:
-    from services.ledger.rebuild import rebuild_ledger
+    if args.projection == "ledger":
+        from services.ledger.rebuild import rebuild_ledger
 
-    result = await rebuild_ledger(settings, os.environ.get("TT_LEDGER_SCHEMA", "ledger"))
+        result = await rebuild_ledger(settings, os.environ.get("TT_LEDGER_SCHEMA", "ledger"))
+    else:
+        from services.payout.rebuild import rebuild_payout
+
+        result = await rebuild_payout(settings, os.environ.get("TT_PAYOUT_SCHEMA", "payout"))
     if args.json:
         print(json.dumps(result.as_json(), sort_keys=True))
     else:

@@ -1,164 +1,30 @@
-"""`1tt rebuild ledger`: drop the ledger's projection and replay the log from offset 0.
-
-The ledger service must be stopped (its consumer group empty): the rebuild takes the
-group's place. It computes the digest of the projection as it stands, drops the schema,
-migrates it afresh, replays every fact the ledger reads through the same inbox and
-projector, releases parked revenue, marks the derived facts already on the log as
-published (so the relay does not publish them twice), moves the group's offsets to where
-the replay ended, and computes the digest again. The two must be equal.
-"""
+"""`1tt rebuild ledger`: the ledger's projection, dropped and replayed from the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import asyncpg
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import OffsetAndMetadata
-
-from services.common.bus import Delivery, PermanentFactError
 from services.common.config import Settings
-from services.common.db import check_schema_name, connect, create_pool
-from services.common.inbox import Inbox
-from services.common.logreader import ReadStats, read_log
-from services.common.migrations import load_migrations, migrate
+from services.common.rebuild import ProjectionSpec, RebuildResult, rebuild
 from services.ledger import projection
 from services.ledger.main import consumer_group
-from services.ledger.projection import SQL_DIR
 
 
-class RebuildError(RuntimeError):
-    pass
+async def _release_all(conn) -> None:
+    await projection.release(conn, await projection.parked_revenue(conn))
 
 
-@dataclass
-class RebuildResult:
-    digest_before: str | None
-    digest_after: str
-    counts_before: dict[str, int] | None
-    counts_after: dict[str, int]
-    facts_replayed: int = 0
-    facts_rejected: int = 0
-    invalid_records: int = 0
-    rejections: list[str] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        return self.digest_before == self.digest_after
-
-    def as_json(self) -> dict:
-        return {
-            "digest_before": self.digest_before,
-            "digest_after": self.digest_after,
-            "identical": self.identical,
-            "counts_before": self.counts_before,
-            "counts_after": self.counts_after,
-            "facts_replayed": self.facts_replayed,
-            "facts_rejected": self.facts_rejected,
-            "invalid_records": self.invalid_records,
-        }
-
-
-async def _group_members(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        [response] = await admin.describe_consumer_groups([group])
-        [described] = response.to_object()["groups"]
-        return len(described["members"])
-    finally:
-        await admin.close()
+def spec(settings: Settings) -> ProjectionSpec:
+    return ProjectionSpec(
+        name="ledger",
+        group=consumer_group(settings),
+        event_types=projection.EVENT_TYPES,
+        projector=projection.Projector,
+        sql_dir=projection.SQL_DIR,
+        marker_table="revenue",
+        digest=projection.projection_digest,
+        derived_event_types=("allocation.made",),
+        after_replay=_release_all,
+    )
 
 
 async def rebuild_ledger(settings: Settings, schema: str = projection.SCHEMA) -> RebuildResult:
-    schema = check_schema_name(schema)
-    group = consumer_group(settings)
-    if await _group_members(settings.kafka_bootstrap, group):
-        raise RebuildError(
-            f"the ledger service is running (consumer group {group} has members); stop it "
-            "first (`deploy/local/services.sh stop ledger`, or `make rebuild-ledger`, which "
-            "stops and restarts it)"
-        )
-    conn = await connect(settings.database_url, "public", application_name="ledger-rebuild")
-    try:
-        exists = await conn.fetchval(
-            "SELECT true FROM information_schema.tables WHERE table_schema = $1 "
-            "AND table_name = 'revenue'",
-            schema,
-        )
-        before, counts_before = (None, None)
-        if exists:
-            await conn.execute(f"SET search_path = {schema}")
-            before, counts_before = await projection.projection_digest(conn)
-            await conn.execute("SET search_path = public")
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await migrate(conn, schema, load_migrations("ledger", SQL_DIR))
-    finally:
-        await conn.close()
-
-    pool = await create_pool(settings.database_url, schema, application_name="ledger-rebuild")
-    try:
-        result = await _replay(settings, pool, group)
-        async with pool.acquire() as db:
-            await projection.release(db, await projection.parked_revenue(db))
-            await _mark_published(settings, db)
-            after, counts_after = await projection.projection_digest(db)
-    finally:
-        await pool.close()
-    result.digest_before, result.counts_before = before, counts_before
-    result.digest_after, result.counts_after = after, counts_after
-    return result
-
-
-async def _replay(settings: Settings, pool: asyncpg.Pool, group: str) -> RebuildResult:
-    registry = settings.topic_registry()
-    inbox = Inbox(pool, group, projection.Projector())
-    stats = ReadStats()
-    result = RebuildResult(None, "", None, {})
-    async for record in read_log(settings.kafka_bootstrap, registry, projection.EVENT_TYPES, stats):
-        try:
-            await inbox.apply(
-                Delivery(record.envelope, record.topic, record.partition, record.offset)
-            )
-            result.facts_replayed += 1
-        except PermanentFactError as error:
-            # The service dead-lettered the same fact for the same reason.
-            result.facts_rejected += 1
-            result.rejections.append(str(error))
-    result.invalid_records = stats.invalid
-    await _commit_group_offsets(settings, group, stats)
-    return result
-
-
-async def _commit_group_offsets(settings: Settings, group: str, stats: ReadStats) -> None:
-    """The service resumes where the replay ended, not from the beginning again."""
-    if not stats.end_offsets:
-        return
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(stats.end_offsets))
-        await consumer.commit(
-            {tp: OffsetAndMetadata(end, "") for tp, end in stats.end_offsets.items()}
-        )
-    finally:
-        await consumer.stop()
-
-
-async def _mark_published(settings: Settings, conn: asyncpg.Connection) -> None:
-    """Derived facts already on the log are not published again."""
-    on_log = [
-        record.envelope.event_id
-        async for record in read_log(
-            settings.kafka_bootstrap, settings.topic_registry(), ["allocation.made"]
-        )
-    ]
-    if on_log:
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE published_at IS NULL "
-            "AND event_id = ANY($1::text[])",
-            on_log,
-        )
+    return await rebuild(settings, spec(settings), schema)

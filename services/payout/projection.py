@@ -390,14 +390,18 @@ def _section(currency, status, opening, rows, amount_minor, carried, payout_id) 
     }
 
 
-async def projection_digest(conn: asyncpg.Connection) -> str:
+async def projection_digest(conn: asyncpg.Connection) -> tuple[str, dict[str, int]]:
+    """SHA-256 over every projection table's rows in key order, and the row counts."""
     digest = hashlib.sha256()
+    counts = {}
     for table, order in PROJECTION_TABLES.items():
         digest.update(f"table {table}\n".encode())
-        for row in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order}"):
+        rows = await conn.fetch(f"SELECT * FROM {table} ORDER BY {order}")
+        counts[table] = len(rows)
+        for row in rows:
             values = {
                 k: (v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v)
                 for k, v in row.items()
             }
             digest.update(json.dumps(values, sort_keys=True, default=str).encode() + b"\n")
-    return digest.hexdigest()
+    return digest.hexdigest(), counts
