@@ -27,7 +27,7 @@ export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 
-.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout demo bench test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout k8s-topics demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -102,6 +102,11 @@ demo: up
 
 test: up
 	$(PY) -m pytest
+
+## Regenerate the Strimzi KafkaTopic manifests (deploy/k8s/overlays/*/kafka-topics.yaml) from
+## the topic registry, the preprocess app and each overlay's onett-config; commit the result.
+k8s-topics: venv
+	$(PY) deploy/k8s/generate_topics.py
 
 ## Benchmarks that print figures (never timed assertions in tests).
 bench: up
