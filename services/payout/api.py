@@ -275,6 +275,9 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
             except projection.PayoutRunError as error:
                 raise ApiError(409, "conflict", str(error)) from None
 
+    from services.payout.dashboard import mount  # not at the top: it imports this module
+
+    mount(app)
     return app
 
 

@@ -265,12 +265,27 @@ class PayoutServer:
     def _write_report(self, run: str) -> tuple[common_pb2.BlobRef, dict]:
         paths = secret_paths(self.run_dir)
         public_key = load_public_key(paths["report_public_key"])
+        # The shape of ReportBuilder.to_dict, agreeing with the processed fact publish_world
+        # sends for alice's first contribution; the excerpt tests that pages escape it.
         report = {
             "contribution_id": f"report-{run}",
+            "pipeline_version": "test",
+            "config_sha256": "c" * 64,
+            "tokenizer": "tiktoken/cl100k_base",
             "documents": {"in": 3, "kept": 2},
             "tokens": {"raw": 30_500, "accepted": 30_000},
-            "quality_histogram": {"bins": [0.0, 0.5, 1.0], "counts": [0, 3]},
-            "examples": [],
+            "removals": [
+                {
+                    "reason": "near_duplicate",
+                    "detail": "earlier_contribution",
+                    "documents": 1,
+                    "tokens": 500,
+                    "examples": [{"document": "doc-3", "excerpt": "<b>copied</b> & pasted"}],
+                }
+            ],
+            "redactions": {"email": 2},
+            "languages": {"en": 2},
+            "quality_histogram": {"bin_width": 0.1, "counts": [0, 0, 0, 0, 0, 1, 0, 1, 1, 0]},
         }
         blobs = BlobStore(Path(self.run_dir) / "blobs")
         with blobs.open_writer(public_key) as writer:
