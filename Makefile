@@ -26,8 +26,9 @@ export TT_KAFKA_BOOTSTRAP ?= $(TT_KAFKA_HOST):$(TT_KAFKA_PORT)
 export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
+BROWSER_SH := deploy/local/browser.sh
 
-.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout k8s-topics demo bench test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout k8s-topics browser test-browser demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -100,8 +101,16 @@ rebuild-payout: up
 demo: up
 	$(PY) -m services.cli.main demo
 
-test: up
+## Headless Chromium + chromedriver (Debian packages) for the browser tests; installs if missing.
+browser:
+	$(BROWSER_SH)
+
+test: up browser
 	$(PY) -m pytest
+
+## The dashboard: server-rendered pages over HTTP, then in a real headless Chromium.
+test-browser: up browser
+	$(PY) -m pytest tests/integration/test_dashboard.py tests/browser
 
 ## Regenerate the Strimzi KafkaTopic manifests (deploy/k8s/overlays/*/kafka-topics.yaml) from
 ## the topic registry, the preprocess app and each overlay's onett-config; commit the result.
