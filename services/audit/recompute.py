@@ -262,6 +262,9 @@ def check_payouts(
     problems = []
     covered: dict[str, str] = {}
     last_carry: dict[tuple[str, str], int] = {}
+    # The minimum payout is the largest of the agreements the contributor was ever
+    # allocated under in that currency, up to this payout (docs/payout.md).
+    minimums: dict[tuple[str, str], int] = {}
     for fact in sorted(payouts, key=lambda p: (p.contributor_id, p.currency, p.period)):
         key = (fact.contributor_id, fact.currency)
         expected_opening = last_carry.get(key, 0)
@@ -271,7 +274,7 @@ def check_payouts(
                 f"the previous payout carried {expected_opening}"
             )
         amounts = []
-        minimum = 0
+        minimum = minimums.get(key, 0)
         for allocation_id in fact.allocation_ids:
             allocation = allocations.get(allocation_id)
             if allocation is None:
@@ -300,4 +303,5 @@ def check_payouts(
                 f"{result.carried_forward_micros}"
             )
         last_carry[key] = fact.carried_forward_micros
+        minimums[key] = minimum
     return problems

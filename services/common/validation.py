@@ -14,8 +14,9 @@ from services.common.facts import BY_EVENT_TYPE, SCHEMA_VERSION, Envelope, paylo
 from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# fullmatch, [A-Z] and [0-9]: no trailing newline, no non-ASCII digits.
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 MAX_ID_LENGTH = 200
 BPS_PER_UNIT = 10_000
 
@@ -45,11 +46,11 @@ class _Problems(list[str]):
             self.append(f"{path} must be 64 lower-case hex characters (a SHA-256), got {value!r}")
 
     def currency(self, value: str) -> None:
-        if not _CURRENCY.match(value):
+        if not _CURRENCY.fullmatch(value):
             self.append(f"currency must be a 3-letter ISO 4217 code such as 'USD', got {value!r}")
 
     def period(self, value: str) -> None:
-        if not _PERIOD.match(value):
+        if not _PERIOD.fullmatch(value):
             self.append(
                 f"period must be a calendar month 'YYYY-MM' such as '2026-11', got {value!r}"
             )

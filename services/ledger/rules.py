@@ -25,6 +25,7 @@ happened to arrive first.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import numpy as np
 
 from services.common.money import BPS_PER_UNIT, INT64_MAX, micros_per_minor
 
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 WEIGHT_PER_TOKEN = {1: 1}  # WeightingRule -> multiplier; ACCEPTED_TOKENS = 1
 
 
@@ -48,12 +50,11 @@ class AllocationError(ValueError):
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month 'YYYY-MM' in UTC."""
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        start = datetime(year, month, 1, tzinfo=UTC)
-    except ValueError:
-        raise AllocationError(f"period must be 'YYYY-MM', got {period!r}") from None
+    """[start, end) of a calendar month 'YYYY-MM' (ASCII digits) in UTC."""
+    if not isinstance(period, str) or not _PERIOD.fullmatch(period):
+        raise AllocationError(f"period must be a month written YYYY-MM, got {period!r}")
+    year, month = int(period[:4]), int(period[5:])
+    start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 

@@ -40,7 +40,7 @@ from services.common.money import format_micros, format_minor
 from services.ledger.rules import AllocationError, period_bounds
 from services.payout import projection
 
-PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 class ApiError(HTTPException):

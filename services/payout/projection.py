@@ -167,6 +167,29 @@ class PayoutRunError(ValueError):
     pass
 
 
+async def minimum_payout(
+    conn: asyncpg.Connection, contributor_id: str, currency: str, period: str
+) -> int:
+    """The minimum payout for a contributor's balance in a currency: the largest
+    min_payout_minor of the agreements it was ever allocated under, up to the period (a
+    carried balance stays under the terms it was earned under)."""
+    row = await conn.fetchrow(
+        "SELECT coalesce(max(g.min_payout_minor), 0) AS minimum, "
+        "min(a.allocation_id) FILTER (WHERE g.agreement_id IS NULL) AS unknown "
+        "FROM allocations a LEFT JOIN agreements g USING (agreement_id) "
+        "WHERE a.contributor_id = $1 AND a.currency = $2 AND a.period <= $3",
+        contributor_id,
+        currency,
+        period,
+    )
+    if row["unknown"] is not None:
+        raise PayoutRunError(
+            f"the agreement of allocation {row['unknown']} has not reached the payout "
+            "service yet, so its minimum payout is unknown; run again in a moment"
+        )
+    return row["minimum"]
+
+
 async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
     """Settle every contributor's unpaid allocations of periods up to `period`."""
     start, _ = period_bounds(period)
@@ -207,8 +230,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
             )
             opening = last["carried_forward_micros"] if last else 0
             unpaid = await conn.fetch(
-                "SELECT a.allocation_id, a.allocated_micros, g.min_payout_minor FROM "
-                "allocations a LEFT JOIN agreements g USING (agreement_id) "
+                "SELECT a.allocation_id, a.allocated_micros FROM allocations a "
                 "WHERE a.contributor_id = $1 AND a.currency = $2 AND a.period <= $3 AND NOT "
                 "EXISTS (SELECT 1 FROM payout_allocations p WHERE p.allocation_id = "
                 "a.allocation_id) ORDER BY a.allocation_id",
@@ -218,13 +240,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
             )
             if not unpaid and opening == 0:
                 continue
-            unknown = sorted({r["allocation_id"] for r in unpaid if r["min_payout_minor"] is None})
-            if unknown:
-                raise PayoutRunError(
-                    f"the agreement of allocation {unknown[0]} has not reached the payout "
-                    "service yet, so its minimum payout is unknown; run again in a moment"
-                )
-            minimum = max((row["min_payout_minor"] for row in unpaid), default=0)
+            minimum = await minimum_payout(conn, contributor_id, currency, period)
             outcome = rules.settle(
                 opening, [row["allocated_micros"] for row in unpaid], currency, minimum
             )
@@ -320,22 +336,23 @@ async def statement(conn: asyncpg.Connection, contributor_id: str, period: str) 
     )
     by_currency: dict[str, list] = {}
     for row in pending:
-        if row["currency"] not in done:
-            by_currency.setdefault(row["currency"], []).append(row)
-    for currency, rows in sorted(by_currency.items()):
-        last = await conn.fetchrow(
-            "SELECT carried_forward_micros FROM payouts WHERE contributor_id = $1 AND "
-            "currency = $2 AND period < $3 ORDER BY period DESC LIMIT 1",
-            contributor_id,
-            currency,
-            period,
-        )
-        opening = last["carried_forward_micros"] if last else 0
-        minimum = await conn.fetchval(
-            "SELECT coalesce(max(min_payout_minor), 0) FROM agreements WHERE agreement_id = "
-            "ANY($1::text[])",
-            sorted({row["agreement_id"] for row in rows}),
-        )
+        by_currency.setdefault(row["currency"], []).append(row)
+    carried: dict[str, int] = {}
+    for row in await conn.fetch(
+        "SELECT DISTINCT ON (currency) currency, carried_forward_micros FROM payouts "
+        "WHERE contributor_id = $1 AND period < $2 ORDER BY currency, period DESC",
+        contributor_id,
+        period,
+    ):
+        carried[row["currency"]] = row["carried_forward_micros"]
+    # A carried balance with nothing new is settled (or carried again) by the next run too.
+    for currency in sorted((set(by_currency) | {c for c, v in carried.items() if v}) - done):
+        rows = by_currency.get(currency, [])
+        opening = carried.get(currency, 0)
+        try:
+            minimum = await minimum_payout(conn, contributor_id, currency, period)
+        except PayoutRunError:
+            minimum = 0  # shown as the best estimate until the agreement arrives
         outcome = rules.settle(opening, [r["allocated_micros"] for r in rows], currency, minimum)
         sections.append(
             _section(

@@ -10,8 +10,9 @@ For one contributor, currency and payout period:
     otherwise:                            pay `whole` minor units, carry `rest`
 
 so that amount_minor x micros_per_minor + carried_forward = opening + allocated, always.
-The minimum payout is the largest `min_payout_minor` of the agreements the settled
-allocations were made under (0 if none names one).
+The minimum payout is the largest `min_payout_minor` of the agreements the contributor
+was ever allocated under in that currency, up to the period (so a carried balance stays
+under the terms it was earned under).
 """
 
 from __future__ import annotations

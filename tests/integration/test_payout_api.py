@@ -456,11 +456,6 @@ def test_a_run_for_a_malformed_period_says_how_to_write_one(server, world, perio
     assert "YYYY-MM" in error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: statement routes check the path's period with period_bounds (int() of each "
-    "part), not the YYYY-MM pattern, so these get 200 and a statement of a non-month",
-)
 @pytest.mark.parametrize(
     "period",
     ["2026-1", "2026-010", "+2026-10", "%202026-10", "2026-10%0A", "\uff12\uff10\uff12\uff16-10"],
@@ -667,11 +662,6 @@ def test_an_amount_under_the_minimum_payout_is_carried_whole(carry):
     assert balances(section) == balances(payout) and section["balanced"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a run with no new allocations settles a carried balance with minimum 0, "
-    "so 5.00 USD carried under a 10.00 USD minimum is paid (run_payouts: max(...) default=0)",
-)
 def test_a_balance_under_the_minimum_stays_carried_when_nothing_new_is_allocated(carry):
     payout = bobs(carry.quiet_run, carry.world)
     assert balances(payout) == (SMALL_MICROS, 0, 0, SMALL_MICROS)
@@ -681,11 +671,6 @@ def test_a_balance_under_the_minimum_stays_carried_when_nothing_new_is_allocated
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a provisional statement lists only currencies with unpaid allocations, so "
-    "a carried balance the next run will settle is not shown (statement [] instead)",
-)
 def test_a_provisional_statement_shows_a_carried_balance_without_new_allocations(carry):
     section = only_section(carry.quiet_provisional)
     assert section["status"] == "provisional" and section["allocations"] == []
@@ -696,8 +681,7 @@ def test_a_provisional_statement_shows_a_carried_balance_without_new_allocations
 
 
 def test_a_clawback_leaves_a_negative_balance_that_is_carried_and_never_paid(carry):
-    # The opening is whatever the quiet run carried (5.00 USD by the rules; see the xfail
-    # above), so that this test says only what it is about.
+    # The opening is whatever the quiet run carried (5.00 USD by the rules).
     opening = bobs(carry.quiet_run, carry.world)["carried_forward_micros"]
     debt = opening + CLAWBACK_MICROS
     assert debt < 0
@@ -769,11 +753,6 @@ def test_no_payout_issued_fact_pays_a_negative_amount(carry):
     assert clawback.carried_forward_micros < 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PERIOD_PATTERN's \\d{4} accepts non-ASCII digits, so a run for 2026-09 in "
-    "fullwidth digits pays everyone under that period, and every later run is refused (409)",
-)
 def test_a_run_for_a_period_in_other_digits_is_refused(carry):
     error = assert_error(carry.fullwidth_run, 400)
     assert "YYYY-MM" in error["message"]

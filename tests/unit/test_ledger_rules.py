@@ -250,9 +250,20 @@ def test_periods_tile_time(year, month):
     assert timedelta(days=28) <= end - start <= timedelta(days=31)
 
 
-@pytest.mark.parametrize("period", ["2026/11", "2026-13", "2026-00", "november", "2026-11-01"])
+@pytest.mark.parametrize(
+    "period",
+    [
+        "2026/11",
+        "2026-13",
+        "2026-00",
+        "november",
+        "2026-11-01",
+        "\uff12\uff10\uff12\uff16-11",
+        "2026-11\n",
+    ],
+)
 def test_a_malformed_period_is_an_allocation_error(period):
-    with pytest.raises(AllocationError, match="period must be 'YYYY-MM'"):
+    with pytest.raises(AllocationError, match="period must be a month written YYYY-MM"):
         period_bounds(period)
 
 

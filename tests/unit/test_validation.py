@@ -133,6 +133,9 @@ CASES = [
     ("revenue.recorded", _payload(_set(amount_minor=-5)), "revenue.adjusted instead"),
     ("revenue.recorded", _payload(_set(period="2026-13")), "calendar month 'YYYY-MM'"),
     ("revenue.recorded", _payload(_set(period="Nov 2026")), "calendar month 'YYYY-MM'"),
+    ("revenue.recorded", _payload(_set(period="2026-11\n")), "calendar month 'YYYY-MM'"),
+    ("revenue.recorded", _payload(_set(period="\uff12\uff10\uff12\uff16-11")), "calendar month"),
+    ("revenue.recorded", _payload(_set(currency="USD\n")), "3-letter ISO 4217 code"),
     ("revenue.recorded", _payload(_set(external_id="")), "external_id is required"),
     # revenue.adjusted
     ("revenue.adjusted", _payload(_set(delta_minor=0)), "delta_minor must not be zero"),
