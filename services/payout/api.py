@@ -27,6 +27,7 @@ import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -66,7 +67,15 @@ async def lookup_principal(pool: asyncpg.Pool, api_key: str | None) -> Principal
     return Principal(row["principal_id"], row["role"], row["name"]) if row else None
 
 
-async def current_principal(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI document; the header is parsed below, so that a
+# missing or malformed one gets a message that says what to send.
+_BEARER = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer tt_...")
+
+
+async def current_principal(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise ApiError(
