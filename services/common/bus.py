@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
-from opentelemetry import trace
 
+from services.common import metrics
 from services.common.facts import Envelope, FactDecodeError, decode, encode
 from services.common.failpoints import failpoint
-from services.common.telemetry import context_from_traceparent, current_traceparent
+from services.common.telemetry import consuming, publishing
 from services.common.topics import MAX_FACT_BYTES, TopicRegistry
 from services.common.validation import FactValidationError, validate_envelope
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("services.common.bus")
 
 
 class PermanentFactError(Exception):
@@ -101,14 +100,14 @@ class FactProducer:
     async def send(self, envelope: Envelope) -> asyncio.Future[RecordMetadata]:
         """Queue one fact; the returned future resolves when the broker has it. Facts sent
         in order to the same key keep that order (idempotent producer)."""
-        if not envelope.traceparent:
-            envelope.traceparent = current_traceparent()
-        return await self._producer.send(
-            self.registry.fact_topic(envelope.event_type),
-            key=envelope.key.encode(),
-            value=encode(envelope),
-            headers=fact_headers(envelope),
-        )
+        topic = self.registry.fact_topic(envelope.event_type)
+        with publishing(envelope, topic):
+            return await self._producer.send(
+                topic,
+                key=envelope.key.encode(),
+                value=encode(envelope),
+                headers=fact_headers(envelope),
+            )
 
     async def publish_raw(
         self,
@@ -143,9 +142,12 @@ class FactConsumer:
         max_attempts: int = 5,
         retry_backoff_s: float = 0.2,
         session_timeout_ms: int = 10_000,
+        service: str = "",
     ):
         self.registry = registry
         self.group_id = group_id
+        # The `service` label of this consumer's metrics (the group id if not given).
+        self.service = service or group_id
         self.topics = sorted(registry.fact_topic(t) for t in event_types)
         self.handler = handler
         self.dead_letters = dead_letters
@@ -255,18 +257,7 @@ class FactConsumer:
             await self.dead_letter(record, str(error))
             return
         delivery = Delivery(envelope, record.topic, record.partition, record.offset)
-        parent = context_from_traceparent(envelope.traceparent)
-        with tracer.start_as_current_span(
-            f"process {envelope.event_type}",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.consumer.group": self.group_id,
-                "tt.event_id": envelope.event_id,
-            },
-        ):
+        with consuming(envelope, record.topic, self.group_id):
             await self._handle_with_retries(delivery, record)
 
     async def _handle_with_retries(self, delivery: Delivery, record: ConsumerRecord) -> None:
@@ -274,6 +265,7 @@ class FactConsumer:
             try:
                 await self.handler(delivery)
                 self.processed_count += 1
+                metrics.FACTS_PROCESSED.labels(self.service, delivery.envelope.event_type).inc()
                 return
             except PermanentFactError as error:
                 await self.dead_letter(record, f"handler rejected the fact: {error}")
@@ -306,6 +298,7 @@ class FactConsumer:
             self.registry.dead_letter_topic, record.key, record.value, headers
         )
         self.dead_letter_count += 1
+        metrics.DEAD_LETTERS.labels(self.service, record.topic).inc()
         self.last_dead_letter_reason = reason
         log.warning(
             "dead-lettered %s[%d]@%d for group %s: %s",

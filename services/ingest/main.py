@@ -25,7 +25,9 @@ from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
 from services.common.db import connect, create_pool
 from services.common.inbox import Inbox
+from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import load_migrations, migrate
+from services.common.telemetry import configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.ingest import formats, projection
 from services.ingest.receipts import key_id_of, load_signer
@@ -122,6 +124,7 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
             event_types=projection.EVENT_TYPES,
             handler=Inbox(pool, CONSUMER_GROUP, projection.Projector(signer)),
             dead_letters=producer,
+            service="ingest",
         )
         servicer = IngestServicer(
             pool=pool,
@@ -141,7 +144,10 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
             ),
             read_report=_report_reader(ingest),
         )
-        return await _run(ingest, servicer, consumer, stop)
+        lag = ConsumerLagMonitor(
+            settings.kafka_bootstrap, "ingest", CONSUMER_GROUP, consumer.topics
+        )
+        return await _run(ingest, servicer, consumer, lag, stop)
     finally:
         await producer.__aexit__(None, None, None)
         await pool.close()
@@ -160,7 +166,9 @@ def _report_reader(ingest: IngestSettings):
     return read
 
 
-async def _run(ingest: IngestSettings, servicer, consumer: FactConsumer, stop) -> int:
+async def _run(
+    ingest: IngestSettings, servicer, consumer: FactConsumer, lag: ConsumerLagMonitor, stop
+) -> int:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 << 20),
@@ -181,6 +189,7 @@ async def _run(ingest: IngestSettings, servicer, consumer: FactConsumer, stop) -
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("ingest serving on %s", ingest.address)
     consuming = asyncio.create_task(consumer.run(stop), name="projection")
+    measuring = asyncio.create_task(lag.run(stop), name="consumer-lag")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
     failed = consuming in done and consuming.exception() is not None
@@ -190,7 +199,7 @@ async def _run(ingest: IngestSettings, servicer, consumer: FactConsumer, stop) -
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)
-    await asyncio.gather(consuming, return_exceptions=True)
+    await asyncio.gather(consuming, measuring, return_exceptions=True)
     stopping.cancel()
     await consumer.stop()
     return 1 if failed else 0
@@ -204,9 +213,12 @@ def main() -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         settings, ingest = Settings.from_env(), IngestSettings.from_env()
+        serve_metrics(os.environ.get("TT_METRICS_ADDRESS", "127.0.0.1:9101"))
     except ConfigError as error:
         print(f"ingest: {error}", file=sys.stderr)
         return 2
+    tracing = configure_tracing("ingest", settings.otel_exporter)
+    tracing.instrument_grpc_aio_server()
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -215,7 +227,10 @@ def main() -> int:
             loop.add_signal_handler(signum, stop.set)
         return await serve(settings, ingest, stop)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import asyncpg
 import grpc
 from aiokafka.errors import KafkaError
 
+from services.common import metrics
 from services.common.blobstore import BlobStore, BlobWriter
 from services.common.bus import FactProducer
 from services.common.facts import make_envelope
@@ -110,6 +111,19 @@ class UploadContext:
 async def accept_upload(
     requests: AsyncIterator[ingest_pb2.UploadRequest], principal: Principal, ctx: UploadContext
 ) -> ingest_pb2.UploadReceipt:
+    outcome = "error"  # unless set below: an unexpected failure, or the client cancelled
+    try:
+        receipt = await _accept_upload(requests, principal, ctx)
+        outcome = "replayed" if receipt.replayed else "accepted"
+        return receipt
+    except UploadFailure as failure:
+        outcome = failure.code.name.lower()
+        raise
+    finally:
+        metrics.UPLOADS.labels(outcome).inc()
+
+
+async def _accept_upload(requests, principal: Principal, ctx: UploadContext):
     metadata = await _read_metadata(requests)
     dataset_format, compression = _check_metadata(metadata, ctx)
     writer = ctx.blobs.open_writer(ctx.blob_public_key)
@@ -226,6 +240,7 @@ async def _receive_chunks(
             if request.WhichOneof("item") != "chunk":
                 raise _invalid("UploadMetadata may be sent only once, as the first message")
             received += len(request.chunk)
+            metrics.UPLOAD_BYTES.inc(len(request.chunk))
             if received > limit:
                 # Stop reading here: the client's remaining data is never received.
                 raise UploadFailure(

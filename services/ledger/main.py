@@ -1,10 +1,11 @@
 """The ledger service: `python -m services.ledger.main`.
 
-Three tasks share one process:
+Four tasks share one process:
 - the projection consumer (group `<prefix>ledger`): each fact through the inbox into the
   ledger's tables, exactly once;
 - the releaser: allocates parked revenue events whose named facts have all arrived;
-- the outbox relay: publishes the derived allocation.made facts.
+- the outbox relay: publishes the derived allocation.made facts;
+- the lag monitor: the group's consumer lag, for the metrics on TT_METRICS_ADDRESS.
 
 The ledger is a single writer per deployment: it may run as several processes for
 availability (the consumer group gives the partitions to one of them at a time, and the
@@ -27,8 +28,10 @@ from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
 from services.common.db import connect, create_pool
 from services.common.inbox import Inbox
+from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import load_migrations, migrate
 from services.common.outbox import OutboxRelay
+from services.common.telemetry import configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.ledger import projection
 from services.ledger.projection import SQL_DIR
@@ -106,9 +109,11 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
         handler=Inbox(pool, group, projection.Projector()),
         dead_letters=producer,
         session_timeout_ms=int(os.environ.get("TT_LEDGER_SESSION_TIMEOUT_MS", "10000")),
+        service="ledger",
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
     releaser = Releaser(pool, lambda: consumer.caught_up("contribution.withdrawn"))
+    lag = ConsumerLagMonitor(settings.kafka_bootstrap, "ledger", group, consumer.topics)
     try:
         await consumer.start()
         log.info("ledger consuming as %s into schema %s", group, schema)
@@ -116,6 +121,7 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
             asyncio.create_task(consumer.run(stop), name="projection"),
             asyncio.create_task(relay.run(stop), name="relay"),
             asyncio.create_task(releaser.run(stop), name="releaser"),
+            asyncio.create_task(lag.run(stop), name="consumer-lag"),
         }
         stopping = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -139,10 +145,12 @@ def main() -> int:
     )
     try:
         settings = Settings.from_env()
+        serve_metrics(os.environ.get("TT_METRICS_ADDRESS", "127.0.0.1:9103"))
     except ConfigError as error:
         print(f"ledger: {error}", file=sys.stderr)
         return 2
     schema = os.environ.get("TT_LEDGER_SCHEMA", projection.SCHEMA)
+    tracing = configure_tracing("ledger", settings.otel_exporter)
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -151,7 +159,10 @@ def main() -> int:
             loop.add_signal_handler(signum, stop.set)
         return await serve(settings, schema, stop)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 One process: the projection consumer (group `<prefix>payout`), the outbox relay for
 payout.issued facts, and the HTTP API and dashboard (uvicorn) on TT_PAYOUT_ADDRESS
-(default 127.0.0.1:8000). Payout runs execute here, in one transaction each, when an
-operator asks (POST /v1/payout-runs, which `1tt payout run` calls).
+(default 127.0.0.1:8000), with the service's Prometheus metrics at GET /metrics. Payout
+runs execute here, in one transaction each, when an operator asks (POST /v1/payout-runs,
+which `1tt payout run` calls).
 
 Scaling: the API is stateless and could run in several replicas, but the consumer
 group gives the partitions to one member and the relay's advisory lock lets one
@@ -21,14 +22,19 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from services.common.blobstore import BlobError, BlobStore, load_private_key
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
 from services.common.db import connect, create_pool
 from services.common.inbox import Inbox
+from services.common.metrics import ConsumerLagMonitor
 from services.common.migrations import load_migrations, migrate
 from services.common.outbox import OutboxRelay
+from services.common.telemetry import Tracing, configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.payout import projection
 from services.payout.api import create_app
@@ -62,7 +68,14 @@ def report_reader(run_dir: Path):
     return read
 
 
-async def serve(settings: Settings, schema: str, address: str, stop: asyncio.Event) -> int:
+async def metrics_page(request: Request) -> Response:
+    """GET /metrics: the process's metrics in the Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def serve(
+    settings: Settings, schema: str, address: str, stop: asyncio.Event, tracing: Tracing
+) -> int:
     registry = settings.topic_registry()
     await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
     conn = await connect(settings.database_url, schema, application_name="payout")
@@ -82,9 +95,13 @@ async def serve(settings: Settings, schema: str, address: str, stop: asyncio.Eve
         handler=Inbox(pool, group, projection.Projector()),
         dead_letters=producer,
         session_timeout_ms=int(os.environ.get("TT_PAYOUT_SESSION_TIMEOUT_MS", "10000")),
+        service="payout",
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
+    lag = ConsumerLagMonitor(settings.kafka_bootstrap, "payout", group, consumer.topics)
     app = create_app(pool, report_reader(Path(os.environ.get("TT_RUN_DIR", ".run"))))
+    app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
+    tracing.instrument_fastapi(app)
     host, _, port = address.rpartition(":")
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")
@@ -98,6 +115,7 @@ async def serve(settings: Settings, schema: str, address: str, stop: asyncio.Eve
             asyncio.create_task(consumer.run(stop), name="projection"),
             asyncio.create_task(relay.run(stop), name="relay"),
             asyncio.create_task(server.serve(), name="http"),
+            asyncio.create_task(lag.run(stop), name="consumer-lag"),
         }
         stopping = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,15 +145,19 @@ def main() -> int:
         return 2
     schema = os.environ.get("TT_PAYOUT_SCHEMA", projection.SCHEMA)
     address = os.environ.get("TT_PAYOUT_ADDRESS", "127.0.0.1:8000")
+    tracing = configure_tracing("payout", settings.otel_exporter)
 
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        return await serve(settings, schema, address, stop)
+        return await serve(settings, schema, address, stop, tracing)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ text took 93 s here and the producer was fenced). Instead: blobs are content-add
 contribution sequenced twice claims the same keys and finds its own registrations, which
 never count as duplicates; answers are counted once per (shard, batch); and the fact's
 event id is derived from the contribution id, so a repeated fact is recognised downstream.
+
+Tracing: `prepare` handles a received fact in a span whose parent is the fact's trace
+context; its message carries that span's context through the internal topics, and
+`assemble` publishes contribution.processed in a span continuing it: one trace from the
+upload to the ledger.
 """
 
 from __future__ import annotations
@@ -27,18 +32,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from opentelemetry import trace
 
+from services.common import metrics
 from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
 from services.common.bus import fact_headers
 from services.common.config import ConfigError, Settings
 from services.common.facts import FactDecodeError, decode, encode
 from services.common.failpoints import failpoint
+from services.common.telemetry import (
+    configure_tracing,
+    consuming,
+    context_from_traceparent,
+    publishing,
+)
 from services.common.validation import FactValidationError, validate_envelope
 from services.ingest import formats
 from services.preprocess import stages
 from services.preprocess.pipeline import PipelineConfig
 
 log = logging.getLogger("preprocess")
+tracer = trace.get_tracer("services.preprocess")
+SERVICE = "preprocess"
 
 
 @dataclass(frozen=True)
@@ -147,9 +162,10 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
     )
 
     async def publish_fact(envelope) -> None:
-        await processed.send(
-            key=envelope.key.encode(), value=encode(envelope), headers=fact_headers(envelope)
-        )
+        with publishing(envelope, processed.get_topic_name()):
+            await processed.send(
+                key=envelope.key.encode(), value=encode(envelope), headers=fact_headers(envelope)
+            )
 
     @app.agent(received, concurrency=1)
     async def prepare(stream):
@@ -166,21 +182,27 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                         ("dead_letter.consumer_group", pre.app_id.encode()),
                     ],
                 )
+                metrics.DEAD_LETTERS.labels(SERVICE, received.get_topic_name()).inc()
                 continue
-            try:
-                message = await stages.prepare(envelope, ctx)
-            except (formats.UploadRejected, BlobError) as error:
-                log.warning("contribution %s cannot be processed: %s", envelope.key, error)
-                await publish_fact(stages.rejected_fact(envelope, str(error), ctx.config))
-                continue
-            log.info(
-                "prepared %s: %d documents, %d to check for duplicates",
-                message["contribution_id"],
-                message["documents"],
-                message["fingerprinted"],
-            )
-            await sequence_topic.send(key=envelope.key.encode(), value=message)
-            failpoint("preprocess.after_sequence_send")
+            with consuming(envelope, received.get_topic_name(), pre.app_id):
+                await prepare_one(envelope)
+            metrics.FACTS_PROCESSED.labels(SERVICE, envelope.event_type).inc()
+
+    async def prepare_one(envelope) -> None:
+        try:
+            message = await stages.prepare(envelope, ctx)
+        except (formats.UploadRejected, BlobError) as error:
+            log.warning("contribution %s cannot be processed: %s", envelope.key, error)
+            await publish_fact(stages.rejected_fact(envelope, str(error), ctx.config))
+            return
+        log.info(
+            "prepared %s: %d documents, %d to check for duplicates",
+            message["contribution_id"],
+            message["documents"],
+            message["fingerprinted"],
+        )
+        await sequence_topic.send(key=envelope.key.encode(), value=message)
+        failpoint("preprocess.after_sequence_send")
 
     @app.agent(sequence_topic, concurrency=1)
     async def sequence(stream):
@@ -209,8 +231,13 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
             if not complete:
                 assembly[key] = state
                 continue
-            envelope = await stages.assemble(answer, state, ctx)
-            await publish_fact(envelope)
+            with tracer.start_as_current_span(
+                "assemble contribution.processed",
+                context=context_from_traceparent(answer.get("traceparent", "")),
+                attributes={"tt.contribution_id": key},
+            ):
+                envelope = await stages.assemble(answer, state, ctx)
+                await publish_fact(envelope)
             failpoint("preprocess.after_publish")
             assembly.pop(key, None)
             log.info(
@@ -219,6 +246,17 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 envelope.contribution_processed.tokens_accepted,
                 envelope.contribution_processed.tokens_raw,
             )
+
+    lag = metrics.ConsumerLagMonitor(
+        settings.kafka_bootstrap,
+        SERVICE,
+        pre.app_id,
+        [t.get_topic_name() for t in (received, sequence_topic, claims_topic, answers_topic)],
+    )
+
+    @app.task
+    async def measure_lag() -> None:
+        await lag.run()
 
     return app
 
@@ -231,9 +269,11 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         pre = PreprocessSettings.from_env(settings)
+        metrics.serve_metrics(os.environ.get("TT_METRICS_ADDRESS", "127.0.0.1:9102"))
     except ConfigError as error:
         print(f"preprocess: {error}", file=sys.stderr)
         return 2
+    tracing = configure_tracing(SERVICE, settings.otel_exporter)
     import asyncio
 
     from services.common.topics import ensure_topics_on_broker
@@ -248,7 +288,10 @@ def main() -> int:
         loglevel=os.environ.get("TT_LOG_LEVEL", "INFO").lower().replace("warning", "warn"),
         quiet=True,
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        tracing.shutdown()
     return 0
 
 

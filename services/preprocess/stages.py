@@ -8,7 +8,9 @@ app (services/preprocess/main.py) only wires them to topics and tables.
     assemble  per contribution: all answers in -> verdicts -> report, shards, the fact
 
 Messages are JSON-able dicts. Every stage is idempotent: a message handled twice (after
-a crash) yields the same output, and the fact has a deterministic event id.
+a crash) yields the same output, and the fact has a deterministic event id. A message
+carries the trace context of its contribution ("traceparent", copied from stage to stage),
+so the fact it ends in joins the upload's trace.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from services.common.blobstore import BlobRef, BlobStore
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.ids import derived_id
+from services.common.telemetry import current_traceparent
 from services.ingest import formats
 from services.preprocess.dedup import DocClaim, DocRef, Match, ShardIndex, claims_by_shard, decide
 from services.preprocess.fingerprints import Fingerprint
@@ -126,6 +129,8 @@ async def prepare(envelope: Envelope, ctx: StageContext) -> dict:
         "fingerprints": prints.uri,
         "documents": documents,
         "fingerprinted": fingerprinted,
+        # The span handling the received fact: the later stages continue its trace.
+        "traceparent": current_traceparent(),
     }
 
 
