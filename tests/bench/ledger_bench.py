@@ -140,6 +140,7 @@ async def bench_end_to_end(settings: Settings, count: int) -> dict:
         **os.environ,
         "TT_TOPIC_PREFIX": prefix,
         "TT_LEDGER_SCHEMA": schema,
+        "TT_METRICS_ADDRESS": "off",
         "TT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TT_DATABASE_URL": settings.database_url,
     }

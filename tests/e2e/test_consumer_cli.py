@@ -124,6 +124,7 @@ def platform(tmp_path_factory):
         TT_DATABASE_URL=settings.database_url,
         TT_TOPIC_PARTITIONS=str(settings.topic_partitions),
         TT_LEDGER_SESSION_TIMEOUT_MS="6000",
+        TT_METRICS_ADDRESS="off",
         TT_RUN_DIR=str(run_dir),
     )
     ledger_log = run_dir / "ledger.log"

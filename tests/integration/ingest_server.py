@@ -101,6 +101,8 @@ def start_ingest(base: Settings, run_dir: Path, **env_overrides: str) -> IngestS
         "TT_DATABASE_URL": base.database_url,
         "TT_VALIDATOR_WORKERS": "2",
         "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
+        # The stack's own services hold the default metrics ports.
+        "TT_METRICS_ADDRESS": "off",
         **env_overrides,
     }
     with log_path.open("ab") as log:

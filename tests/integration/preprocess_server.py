@@ -33,6 +33,7 @@ def start_preprocess(
         "TT_FAILPOINTS": failpoints,
         "TT_PREPROCESS_SESSION_TIMEOUT_S": "6",
         "TT_TOPIC_PARTITIONS": str(ingest.settings.topic_partitions),
+        "TT_METRICS_ADDRESS": "off",
         **env_overrides,
     }
     log = (ingest.run_dir / "preprocess.log").open("ab")

@@ -38,6 +38,7 @@ def ledger_env(settings, registry, unique, tmp_path):
         "TT_DATABASE_URL": settings.database_url,
         "TT_TOPIC_PARTITIONS": str(registry.partitions),
         "TT_LEDGER_SESSION_TIMEOUT_MS": "6000",
+        "TT_METRICS_ADDRESS": "off",
     }
     return ledger_settings, schema, env, tmp_path / "ledger.log"
 
