@@ -28,7 +28,7 @@ export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 BROWSER_SH := deploy/local/browser.sh
 
-.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout k8s-topics browser test-browser demo bench test test-unit test-integration lock clean
+.PHONY: help venv proto lint up restart down status reset rebuild-ledger rebuild-payout k8s-topics browser test-browser test-faults demo bench test test-unit test-integration lock clean
 
 help:
 	@echo "make demo | test | up | down | status | reset | proto | lint | venv | lock | clean"
@@ -107,6 +107,8 @@ browser:
 
 test: up browser
 	$(PY) -m pytest
+	@# The fault suite restarted PostgreSQL and Kafka: bring back any service that exited.
+	@$(SERVICES_SH) start >/dev/null
 
 ## The dashboard: server-rendered pages over HTTP, then in a real headless Chromium.
 test-browser: up browser
@@ -116,6 +118,13 @@ test-browser: up browser
 ## the topic registry, the preprocess app and each overlay's onett-config; commit the result.
 k8s-topics: venv
 	$(PY) deploy/k8s/generate_topics.py
+
+## The fault suite: kill -9 of every service, Kafka and PostgreSQL restarts, an outbox
+## relay crash, duplicated facts, revenue before its deployment; audit and statements must
+## equal a fault-free run's. Restarts the stack's broker and database. `make test` runs
+## one seed; this runs TT_FAULT_SEED_COUNT (default 3), or the seeds in TT_FAULT_SEEDS.
+test-faults: up
+	TT_FAULT_SEED_COUNT="$${TT_FAULT_SEED_COUNT:-3}" $(PY) -m pytest tests/faults -m faults -s
 
 ## Benchmarks that print figures (never timed assertions in tests).
 bench: up

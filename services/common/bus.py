@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from services.common import metrics
+from services.common.db import DATABASE_UNAVAILABLE
 from services.common.facts import Envelope, FactDecodeError, decode, encode
 from services.common.failpoints import failpoint
 from services.common.telemetry import consuming, publishing
@@ -261,7 +262,10 @@ class FactConsumer:
             await self._handle_with_retries(delivery, record)
 
     async def _handle_with_retries(self, delivery: Delivery, record: ConsumerRecord) -> None:
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        outage_s = 0.0
+        while True:
+            attempt += 1
             try:
                 await self.handler(delivery)
                 self.processed_count += 1
@@ -270,8 +274,24 @@ class FactConsumer:
             except PermanentFactError as error:
                 await self.dead_letter(record, f"handler rejected the fact: {error}")
                 return
+            except DATABASE_UNAVAILABLE as error:
+                # The database is restarting or unreachable: not the fact's fault. Wait it
+                # out (the offset stays uncommitted) instead of failing the process.
+                delay = min(0.5 * 2 ** min(attempt, 4), 5.0)
+                outage_s += delay
+                log.warning(
+                    "%s: database unavailable (%r) handling %s %s; retrying in %.1fs "
+                    "(%.0fs so far)",
+                    self.group_id,
+                    error,
+                    delivery.envelope.event_type,
+                    delivery.envelope.event_id,
+                    delay,
+                    outage_s,
+                )
+                await asyncio.sleep(delay)
             except Exception:
-                if attempt == self.max_attempts:
+                if attempt >= self.max_attempts:
                     raise
                 log.warning(
                     "handler failed for %s %s (attempt %d/%d); retrying",

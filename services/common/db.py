@@ -9,6 +9,17 @@ import asyncpg
 
 _SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+# Errors meaning "the database is not reachable right now" (a restart, the network), as
+# opposed to "this statement is wrong": callers wait and retry, or answer UNAVAILABLE.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
 
 def check_schema_name(schema: str) -> str:
     if not _SCHEMA_PATTERN.match(schema):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.common.bus import FactProducer
-from services.common.db import check_schema_name, connect
+from services.common.db import DATABASE_UNAVAILABLE, check_schema_name, connect
 from services.common.facts import Envelope, decode, encode, payload_of
 from services.common.failpoints import failpoint
 from services.common.telemetry import current_traceparent
@@ -108,7 +108,24 @@ class OutboxRelay:
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop` is set, waking on NOTIFY or every poll interval."""
+        """Publish until `stop` is set, waking on NOTIFY or every poll interval. A lost
+        database connection (a restart) is re-established with backoff; rows published
+        but not yet marked are published again, which readers discard by event id."""
+        backoff_s = 0.5
+        while not stop.is_set():
+            try:
+                await self._run_connected(stop)
+            except DATABASE_UNAVAILABLE as error:
+                log.warning(
+                    "outbox relay for %s lost the database (%r); reconnecting in %.1fs",
+                    self.schema,
+                    error,
+                    backoff_s,
+                )
+                await self._sleep(stop, backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+
+    async def _run_connected(self, stop: asyncio.Event) -> None:
         conn = await connect(self.database_url, self.schema, application_name="outbox-relay")
         try:
             await self._acquire_leadership(conn, stop)
@@ -131,12 +148,14 @@ class OutboxRelay:
             log.info("another relay publishes %s's outbox; waiting", self.schema)
             await self._sleep(stop)
 
-    async def _sleep(self, stop: asyncio.Event) -> None:
+    async def _sleep(self, stop: asyncio.Event, timeout_s: float | None = None) -> None:
         self._wake.clear()
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         try:
             await asyncio.wait(
-                waiters, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+                waiters,
+                timeout=self.poll_interval_s if timeout_s is None else timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             for waiter in waiters:

@@ -38,6 +38,8 @@ from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger("ingest")
 SQL_DIR = Path(__file__).parent / "sql"
+# Under the topic prefix, like every service's group: ingests of different environments
+# on one broker must not share a group (a dead member would stall the others).
 CONSUMER_GROUP = "ingest-projection"
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
@@ -116,13 +118,14 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
         request_timeout_ms=ingest.produce_timeout_ms,
     )
     await producer.__aenter__()
+    group = f"{settings.topic_prefix}{CONSUMER_GROUP}"
     try:
         consumer = FactConsumer(
             bootstrap=settings.kafka_bootstrap,
             registry=registry,
-            group_id=CONSUMER_GROUP,
+            group_id=group,
             event_types=projection.EVENT_TYPES,
-            handler=Inbox(pool, CONSUMER_GROUP, projection.Projector(signer)),
+            handler=Inbox(pool, group, projection.Projector(signer)),
             dead_letters=producer,
             service="ingest",
         )
@@ -144,9 +147,7 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
             ),
             read_report=_report_reader(ingest),
         )
-        lag = ConsumerLagMonitor(
-            settings.kafka_bootstrap, "ingest", CONSUMER_GROUP, consumer.topics
-        )
+        lag = ConsumerLagMonitor(settings.kafka_bootstrap, "ingest", group, consumer.topics)
         return await _run(ingest, servicer, consumer, lag, stop)
     finally:
         await producer.__aexit__(None, None, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from services.common.blobstore import BlobError
 from services.common.bus import FactProducer
+from services.common.db import DATABASE_UNAVAILABLE
 from services.common.facts import make_envelope
 from services.common.identity import (
     Principal,
@@ -64,6 +66,22 @@ class Authenticator:
         return principal
 
 
+def _database_unavailable_is_unavailable(method):
+    @functools.wraps(method)
+    async def rpc(self, request, context):
+        try:
+            return await method(self, request, context)
+        except DATABASE_UNAVAILABLE as error:
+            log.warning("%s: database unavailable: %r", method.__name__, error)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the platform's database is unavailable for a moment; retry (with the same "
+                "upload id, an upload is not recorded twice)",
+            )
+
+    return rpc
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
@@ -81,6 +99,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.auth = Authenticator(pool)
         self.read_report = read_report
 
+    @_database_unavailable_is_unavailable
     async def Upload(self, request_iterator, context):
         principal = await self.auth.require(context, "contributor")
         try:
@@ -92,6 +111,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             await context.abort(failure.code, str(failure))
         return ingest_pb2.UploadResponse(receipt=receipt)
 
+    @_database_unavailable_is_unavailable
     async def GetContribution(self, request, context):
         principal = await self.auth.require(context, "contributor")
         contribution = await self._own(context, principal, request.contribution_id)
@@ -106,6 +126,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 )
         return ingest_pb2.GetContributionResponse(contribution=contribution)
 
+    @_database_unavailable_is_unavailable
     async def ListContributions(self, request, context):
         principal = await self.auth.require(context, "contributor")
         if request.page_size > MAX_PAGE_SIZE:
@@ -125,6 +146,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
         return response
 
+    @_database_unavailable_is_unavailable
     async def Withdraw(self, request, context):
         principal = await self.auth.require(context, "contributor")
         await self._own(context, principal, request.contribution_id)
@@ -180,6 +202,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             event_id=envelope.event_id,
         )
 
+    @_database_unavailable_is_unavailable
     async def GetReceiptKey(self, request, context):
         return ingest_pb2.GetReceiptKeyResponse(
             key_id=self.signer.key_id, public_key=self.signer.public_key_raw

@@ -276,11 +276,23 @@ def main() -> int:
     tracing = configure_tracing(SERVICE, settings.otel_exporter)
     import asyncio
 
-    from services.common.topics import ensure_topics_on_broker
+    from services.common.topics import TopicSpec, ensure_topics_on_broker
 
-    asyncio.run(
-        ensure_topics_on_broker(settings.kafka_bootstrap, settings.topic_registry().specs())
-    )
+    registry = settings.topic_registry()
+    # The app's own topics exist before the worker subscribes: left to Faust, they are
+    # created while the group forms, and an assignment made before the metadata shows them
+    # can leave a topic out (seen once in ~15 fresh starts: the claims stage never ran).
+    # They keep everything, like facts: the sequence is the platform's order of "earlier".
+    internal = [
+        TopicSpec(f"{pre.app_id}-{name}", partitions, registry.replication_factor,
+                  dict(registry.fact_configs))
+        for name, partitions in (
+            ("sequence", 1),
+            ("claims", pre.shards),
+            ("answers", settings.topic_partitions),
+        )
+    ]  # fmt: skip
+    asyncio.run(ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs() + internal))
     pre.datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, pre)
     worker = faust.Worker(
