@@ -132,12 +132,35 @@ async def test_a_failed_batch_is_fetched_again_not_skipped(
     async def flaky(delivery: Delivery) -> None:
         if delivery.envelope.event_id in failing:
             failing.clear()  # fail once, then succeed
-            raise ConnectionError("database restarting")
+            raise RuntimeError("a handler bug")  # not an outage: outages are waited out
         seen.append(delivery.envelope.event_id)
 
     consumer = consumer_for(f"refetch-{unique}", flaky, max_attempts=1)
     async with consumer:
-        with pytest.raises(ConnectionError):
+        with pytest.raises(RuntimeError, match="a handler bug"):
             await consume_until(consumer, lambda: False, timeout_s=15)
         await consume_until(consumer, lambda: len(set(seen)) == len(sent))
     assert set(seen) == {envelope.event_id for envelope in sent}
+
+
+async def test_a_database_outage_is_waited_out_not_counted_as_a_failure(
+    registry, producer, unique, consumer_for
+):
+    sent = example_envelopes(unique)
+    for envelope in sent:
+        await producer.publish(envelope)
+    seen: list[str] = []
+    outage = {"left": 3}
+
+    async def during_a_restart(delivery: Delivery) -> None:
+        if outage["left"]:
+            outage["left"] -= 1
+            raise ConnectionError("database restarting")
+        seen.append(delivery.envelope.event_id)
+
+    # One attempt allowed for real errors: the outage's three failures must not use it up.
+    consumer = consumer_for(f"outage-{unique}", during_a_restart, max_attempts=1)
+    async with consumer:
+        await consume_until(consumer, lambda: len(set(seen)) == len(sent), timeout_s=60)
+    assert set(seen) == {envelope.event_id for envelope in sent}
+    assert consumer.dead_letter_count == 0
