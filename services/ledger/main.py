@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -31,6 +30,7 @@ from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import load_migrations, migrate
 from services.common.outbox import OutboxRelay
+from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.ledger import projection
@@ -123,15 +123,7 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
             asyncio.create_task(releaser.run(stop), name="releaser"),
             asyncio.create_task(lag.run(stop), name="consumer-lag"),
         }
-        stopping = asyncio.create_task(stop.wait(), name="stop")
-        done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in done if t is not stopping and t.exception() is not None]
-        for task in failed:
-            log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopping.cancel()
-        return 1 if failed else 0
+        return await run_until_stopped(tasks, stop, log)
     finally:
         await consumer.stop()
         await producer.__aexit__(None, None, None)
@@ -152,15 +144,8 @@ def main() -> int:
     schema = os.environ.get("TT_LEDGER_SCHEMA", projection.SCHEMA)
     tracing = configure_tracing("ledger", settings.otel_exporter)
 
-    async def run() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        return await serve(settings, schema, stop)
-
     try:
-        return asyncio.run(run())
+        return run_with_signals(lambda stop: serve(settings, schema, stop))
     finally:
         tracing.shutdown()
 

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor
 from services.common.migrations import load_migrations, migrate
 from services.common.outbox import OutboxRelay
+from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import Tracing, configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.payout import projection
@@ -117,16 +117,9 @@ async def serve(
             asyncio.create_task(server.serve(), name="http"),
             asyncio.create_task(lag.run(stop), name="consumer-lag"),
         }
-        stopping = asyncio.create_task(stop.wait(), name="stop")
-        done, _ = await asyncio.wait(tasks | {stopping}, return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in done if t is not stopping and t.exception() is not None]
-        for task in failed:
-            log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
-        stop.set()
-        server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopping.cancel()
-        return 1 if failed else 0
+        return await run_until_stopped(
+            tasks, stop, log, on_stop=lambda: setattr(server, "should_exit", True)
+        )
     finally:
         await consumer.stop()
         await producer.__aexit__(None, None, None)
@@ -147,15 +140,8 @@ def main() -> int:
     address = os.environ.get("TT_PAYOUT_ADDRESS", "127.0.0.1:8000")
     tracing = configure_tracing("payout", settings.otel_exporter)
 
-    async def run() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        return await serve(settings, schema, address, stop, tracing)
-
     try:
-        return asyncio.run(run())
+        return run_with_signals(lambda stop: serve(settings, schema, address, stop, tracing))
     finally:
         tracing.shutdown()
 
