@@ -20,20 +20,10 @@ from services.common.db import connect
 from services.common.facts import BY_EVENT_TYPE, payload_of
 from services.common.logreader import ReadStats, read_log
 from services.common.money import micros_per_minor
+from services.ledger.projection import ALLOCATION_COLUMNS
 
-FIELDS = (
-    "revenue_id",
-    "service_id",
-    "agreement_id",
-    "contributor_id",
-    "contribution_id",
-    "period",
-    "currency",
-    "allocated_micros",
-    "pool_micros",
-    "weight",
-    "total_weight",
-)
+# Every field of an allocation except its id, which is the key compared on.
+FIELDS = ALLOCATION_COLUMNS[1:]
 MAX_LISTED = 50
 
 

@@ -26,12 +26,12 @@ from services.cli import demo_consumer as consumer
 from services.cli import demo_contributors as contributors
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
-from services.common.db import connect, create_pool
+from services.common.db import create_pool
 from services.common.examples import example_envelopes
 from services.common.facts import BY_EVENT_TYPE, Envelope, payload_of
 from services.common.ids import new_id
 from services.common.inbox import Inbox
-from services.common.migrations import load_migrations, migrate
+from services.common.migrations import migrate_schema
 from services.common.topics import ensure_topics_on_broker
 
 SCHEMA = "demo"
@@ -64,11 +64,7 @@ async def run_demo(settings: Settings) -> int:
     print(f"Kafka {settings.kafka_bootstrap}  PostgreSQL {settings.database_url}  run {run_id}")
     created = await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
     print(f"Topics ready ({len(registry.specs())} registered, {len(created)} created now)")
-    conn = await connect(settings.database_url, SCHEMA, application_name="1tt-demo")
-    try:
-        await migrate(conn, SCHEMA, load_migrations("demo", SQL_DIR))
-    finally:
-        await conn.close()
+    await migrate_schema(settings.database_url, SCHEMA, "demo", SQL_DIR)
 
     envelopes = example_envelopes(run_id, producer="1tt-demo")
     pool = await create_pool(settings.database_url, SCHEMA, application_name="1tt-demo")

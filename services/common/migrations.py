@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.common.db import check_schema_name
+from services.common.db import check_schema_name, connect
 
 BUS_SQL_DIR = Path(__file__).parent / "sql"
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -103,3 +103,13 @@ async def migrate(
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
     return applied
+
+
+async def migrate_schema(database_url: str, schema: str, component: str, sql_dir: Path) -> None:
+    """Bring `schema` up to date (bus tables, then `component`'s files), on a connection
+    of its own: what every service does once at start-up."""
+    conn = await connect(database_url, schema, application_name=f"{component}-migrate")
+    try:
+        await migrate(conn, schema, load_migrations(component, sql_dir))
+    finally:
+        await conn.close()

@@ -224,11 +224,16 @@ class ConsumerClient:
         envelope = await self._publish(fact, derived_id("agreement.published", agreement_id))
         return Published("agreement.published", envelope.event_id, agreement_id, _as_dict(fact))
 
-    async def _already_published(self, event_type: str, id_field: str, fact) -> Published | None:
+    async def _already_published(
+        self, event_type: str, id_field: str, fact, facts: list[Envelope] | None = None
+    ) -> Published | None:
         """The same fact already on the log (a retry): returned as replayed. The same id
-        with different content: ConsumerError, since facts are immutable."""
+        with different content: ConsumerError, since facts are immutable. `facts`: the
+        consumer's facts if the caller has read them already."""
         fact_id = getattr(fact, id_field)
-        for envelope in await self._own_facts(event_type):
+        for envelope in facts if facts is not None else await self._own_facts(event_type):
+            if envelope.event_type != event_type:
+                continue
             before = payload_of(envelope)
             if getattr(before, id_field) != fact_id:
                 continue
@@ -355,7 +360,8 @@ class ConsumerClient:
                 f"service names are letters, digits, '.', '_' or '-'; got {service!r}"
             )
         start = _moment(deployed_from, "--from")
-        known = {payload_of(e).snapshot_id for e in await self._own_facts("snapshot.created")}
+        facts = await self._own_facts("snapshot.created", "service.deployed")
+        known = {payload_of(e).snapshot_id for e in facts if e.event_type == "snapshot.created"}
         unknown = [s for s in snapshot_ids if s not in known]
         if unknown:
             raise ConsumerError(
@@ -373,25 +379,26 @@ class ConsumerClient:
             snapshot_ids=snapshots,
             deployed_from=timestamp(start),
         )
-        replayed = await self._already_published("service.deployed", "deployment_id", fact)
+        replayed = await self._already_published("service.deployed", "deployment_id", fact, facts)
         if replayed is not None:
             return replayed
         envelope = await self._publish(fact, derived_id("service.deployed", deployment_id))
         return Published("service.deployed", envelope.event_id, deployment_id, _as_dict(fact))
 
     async def resolve(
-        self, service: str, period: str
+        self, service: str, period: str, facts: list[Envelope] | None = None
     ) -> tuple[consumer_pb2.AgreementPublished, list[str]]:
         """The agreement in force and the deployments live for a service in a period, from
-        the consumer's own facts on the log."""
-        facts = await self._own_facts("agreement.published", "service.deployed")
+        the consumer's own facts on the log (`facts`, if the caller has read them)."""
+        if facts is None:
+            facts = await self._own_facts("agreement.published", "service.deployed")
         agreements = {}
         deployments = []
         for envelope in facts:
             fact = payload_of(envelope)
             if envelope.event_type == "agreement.published":
                 agreements[fact.agreement_id] = fact
-            else:
+            elif envelope.event_type == "service.deployed":
                 deployments.append(
                     rules.Deployment(
                         fact.deployment_id,
@@ -458,8 +465,9 @@ class ConsumerClient:
             )
         deployment_ids = list(dict.fromkeys(deployment_ids))
         notes = []
+        facts = await self._own_facts("agreement.published", "service.deployed", "revenue.recorded")
         if agreement_id is None or not deployment_ids:
-            agreement, live = await self.resolve(service, period)
+            agreement, live = await self.resolve(service, period, facts)
             if agreement_id is None:
                 agreement_id = agreement.agreement_id
                 notes.append(f"agreement in force: {agreement_id} ({agreement.share_bps} bps)")
@@ -483,7 +491,9 @@ class ConsumerClient:
             agreement_id=agreement_id,
             deployment_ids=deployment_ids,
         )
-        for envelope in await self._own_facts("revenue.recorded"):
+        for envelope in facts:
+            if envelope.event_type != "revenue.recorded":
+                continue
             before = payload_of(envelope)
             if before.revenue_id == revenue_id:
                 if before == fact:
@@ -517,25 +527,16 @@ class ConsumerClient:
                 f"--id must be your own id for this adjustment; got {adjustment_id!r}"
             )
         revenue_id = derived_id("revenue.recorded", self.consumer_id, external_id)
-        original = next(
-            (
-                payload_of(e)
-                for e in await self._own_facts("revenue.recorded")
-                if payload_of(e).revenue_id == revenue_id
-            ),
-            None,
-        )
+        adjustment = derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
+        facts = await self._own_facts("revenue.recorded", "revenue.adjusted")
+        about = [payload_of(e) for e in facts if payload_of(e).revenue_id == revenue_id]
+        original = next((f for f in about if isinstance(f, consumer_pb2.RevenueRecorded)), None)
         if original is None:
             raise ConsumerError(f"no revenue of yours was recorded with id {external_id!r}")
-        adjusted = [
-            payload_of(e)
-            for e in await self._own_facts("revenue.adjusted")
-            if payload_of(e).revenue_id == revenue_id
-        ]
         net = original.amount_minor + sum(
-            a.delta_minor
-            for a in adjusted
-            if a.adjustment_id != derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
+            f.delta_minor
+            for f in about
+            if isinstance(f, consumer_pb2.RevenueAdjusted) and f.adjustment_id != adjustment
         )
         if net + delta_minor < 0:
             raise ConsumerError(
@@ -543,7 +544,6 @@ class ConsumerClient:
                 f"{original.amount_minor}, net of earlier adjustments {net}, this one "
                 f"{delta_minor} (minor units of {original.currency})"
             )
-        adjustment = derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
         fact = consumer_pb2.RevenueAdjusted(
             adjustment_id=adjustment,
             consumer_id=self.consumer_id,
@@ -553,7 +553,7 @@ class ConsumerClient:
             currency=original.currency,
             reason=reason.strip(),
         )
-        replayed = await self._already_published("revenue.adjusted", "adjustment_id", fact)
+        replayed = await self._already_published("revenue.adjusted", "adjustment_id", fact, facts)
         if replayed is not None:
             return replayed
         digest = hashlib.sha256(fact.SerializeToString(deterministic=True)).hexdigest()

@@ -23,10 +23,10 @@ from grpc_reflection.v1alpha import reflection
 from services.common.blobstore import BlobStore, load_private_key, load_public_key
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
-from services.common.db import connect, create_pool
+from services.common.db import create_pool
 from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor, serve_metrics
-from services.common.migrations import load_migrations, migrate
+from services.common.migrations import migrate_schema
 from services.common.telemetry import configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.ingest import formats, projection
@@ -98,11 +98,7 @@ class IngestSettings:
 async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event) -> int:
     registry = settings.topic_registry()
     await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
-    conn = await connect(settings.database_url, ingest.schema, application_name="ingest")
-    try:
-        await migrate(conn, ingest.schema, load_migrations("ingest", SQL_DIR))
-    finally:
-        await conn.close()
+    await migrate_schema(settings.database_url, ingest.schema, "ingest", SQL_DIR)
     signer = load_signer(ingest.receipt_key_file)
     blob_public_key = load_public_key(ingest.blob_public_key_file)
     pool = await create_pool(

@@ -25,10 +25,10 @@ import asyncpg
 
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
-from services.common.db import connect, create_pool
+from services.common.db import DATABASE_UNAVAILABLE, create_pool
 from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor, serve_metrics
-from services.common.migrations import load_migrations, migrate
+from services.common.migrations import migrate_schema
 from services.common.outbox import OutboxRelay
 from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import configure_tracing
@@ -44,11 +44,7 @@ def consumer_group(settings: Settings) -> str:
 
 
 async def prepare_schema(database_url: str, schema: str) -> None:
-    conn = await connect(database_url, schema, application_name="ledger")
-    try:
-        await migrate(conn, schema, load_migrations("ledger", SQL_DIR))
-    finally:
-        await conn.close()
+    await migrate_schema(database_url, schema, "ledger", SQL_DIR)
 
 
 class Releaser:
@@ -83,7 +79,7 @@ class Releaser:
         while not stop.is_set():
             try:
                 released = await self.run_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except DATABASE_UNAVAILABLE as error:
                 log.warning("releaser: %r; retrying", error)
                 released = 0
             if not released:

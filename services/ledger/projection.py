@@ -49,6 +49,11 @@ EVENT_TYPES = (
     "revenue.adjusted",
     "payout.issued",
 )
+# The allocations table's columns are the allocation.made fact's fields, in field order,
+# so a row and its fact cannot disagree; the auditor compares the same fields.
+ALLOCATION_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in ledger_pb2.AllocationMade.DESCRIPTOR.fields
+)
 # The tables `1tt rebuild ledger` compares, with their ordering keys. Inbox and outbox
 # rows are bookkeeping (offsets, times) and are not part of the comparison.
 PROJECTION_TABLES: dict[str, str] = {
@@ -596,22 +601,7 @@ async def _write_split(
             weight=part.weight,
             total_weight=part.total_weight,
         )
-        allocations.append(
-            (
-                allocation_id,
-                revenue_id,
-                row["service_id"],
-                agreement_id,
-                part.contributor_id,
-                part.contribution_id,
-                row["period"],
-                currency,
-                part.micros,
-                pool,
-                part.weight,
-                part.total_weight,
-            )
-        )
+        allocations.append(tuple(getattr(fact, column) for column in ALLOCATION_COLUMNS))
         envelopes.append(
             make_envelope(
                 fact,
@@ -623,22 +613,7 @@ async def _write_split(
             )
         )
     await conn.copy_records_to_table(
-        "allocations",
-        records=allocations,
-        columns=[
-            "allocation_id",
-            "revenue_id",
-            "service_id",
-            "agreement_id",
-            "contributor_id",
-            "contribution_id",
-            "period",
-            "currency",
-            "allocated_micros",
-            "pool_micros",
-            "weight",
-            "total_weight",
-        ],
+        "allocations", records=allocations, columns=list(ALLOCATION_COLUMNS)
     )
     await _journal(conn, revenue_id, row["consumer_id"], currency, pool, parts)
     # The revenue row is locked and still parked: none of these ids can exist yet.

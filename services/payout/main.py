@@ -28,10 +28,10 @@ from starlette.responses import Response
 from services.common.blobstore import BlobError, BlobStore, load_private_key
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import ConfigError, Settings
-from services.common.db import connect, create_pool
+from services.common.db import create_pool
 from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor
-from services.common.migrations import load_migrations, migrate
+from services.common.migrations import migrate_schema
 from services.common.outbox import OutboxRelay
 from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import Tracing, configure_tracing
@@ -78,11 +78,7 @@ async def serve(
 ) -> int:
     registry = settings.topic_registry()
     await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
-    conn = await connect(settings.database_url, schema, application_name="payout")
-    try:
-        await migrate(conn, schema, load_migrations("payout", projection.SQL_DIR))
-    finally:
-        await conn.close()
+    await migrate_schema(settings.database_url, schema, "payout", projection.SQL_DIR)
     pool = await create_pool(settings.database_url, schema, application_name="payout")
     group = consumer_group(settings)
     producer = FactProducer(settings.kafka_bootstrap, registry, client_id="payout")

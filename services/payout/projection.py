@@ -23,6 +23,7 @@ from services.common.identity import ROLE_NAMES
 from services.common.ids import derived_id
 from services.common.money import micros_per_minor
 from services.common.outbox import write_outbox
+from services.ledger.projection import ALLOCATION_COLUMNS
 from services.ledger.rules import period_bounds
 from services.payout import rules
 from tt.facts.v1 import ledger_pb2
@@ -110,21 +111,12 @@ class Projector:
                 fact.min_payout_minor,
             )
         elif kind == "allocation.made":
+            columns = (*ALLOCATION_COLUMNS, "made_at")
             await conn.execute(
-                "INSERT INTO allocations VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-                "$11, $12, $13) ON CONFLICT DO NOTHING",
-                fact.allocation_id,
-                fact.revenue_id,
-                fact.service_id,
-                fact.agreement_id,
-                fact.contributor_id,
-                fact.contribution_id,
-                fact.period,
-                fact.currency,
-                fact.allocated_micros,
-                fact.pool_micros,
-                fact.weight,
-                fact.total_weight,
+                f"INSERT INTO allocations ({', '.join(columns)}) VALUES "
+                f"({', '.join(f'${i}' for i in range(1, len(columns) + 1))}) "
+                "ON CONFLICT DO NOTHING",
+                *(getattr(fact, column) for column in ALLOCATION_COLUMNS),
                 _ts(envelope.occurred_at),
             )
         elif kind == "payout.issued":
