@@ -11,6 +11,11 @@ PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The pipeline's native part (a Rust extension, built into the venv by `make venv`).
+NATIVE_SOURCES := $(wildcard native/textcore/src/*.rs) native/textcore/Cargo.toml native/textcore/Cargo.lock native/textcore/pyproject.toml
+MATURIN_VERSION := 1.15.0
+# rustup installs cargo here; a shell that has not sourced its profile may not have it on PATH.
+export PATH := $(PATH):$(HOME)/.cargo/bin
 PROTO_FILES := $(shell find proto -name '*.proto')
 GEN_STAMP := gen/python/.generated-stamp
 STACK := deploy/local/stack.sh
@@ -35,11 +40,13 @@ help:
 
 ## The virtual environment, with exactly the pinned dependencies, and the package installed editable.
 venv: $(STAMP)
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock $(NATIVE_SOURCES)
 	@$(PYTHON_BOOTSTRAP) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON_BOOTSTRAP=/path/to/python3.11")'
+	@command -v cargo >/dev/null || { echo "Rust's cargo is needed to build native/textcore (install it with rustup: https://rustup.rs)"; exit 1; }
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==80.9.0"
+	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==80.9.0" "maturin==$(MATURIN_VERSION)"
 	$(PY) -m pip install --quiet --requirement requirements.lock
+	PATH="$(abspath $(VENV))/bin:$$PATH" MATURIN_PEP517_ARGS="--locked" $(PY) -m pip install --quiet --no-deps --no-build-isolation ./native/textcore
 	$(MAKE) --no-print-directory proto
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $@

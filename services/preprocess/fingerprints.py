@@ -18,36 +18,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from rensa import RMinHash
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+from services.preprocess.textcore import native, without_surrogates
 
-# The fast path of the shingles' word split, for text that is Latin-1 once typographic
-# quotes, dashes and the like (never word characters) are set aside: one bytes.translate
-# turns every non-word character into a space and str.split() yields exactly the words
-# _WORD finds.
-_MARKS_TO_SPACE = (
-    "\u2010\u2011\u2012\u2013\u2014\u2015"  # hyphens and dashes
-    "\u2018\u2019\u201a\u201c\u201d\u201e\u2039\u203a"  # quotation marks
-    "\u2022\u2026\u2032\u2033"  # bullet, ellipsis, primes
-)
-if any(_WORD.match(mark) for mark in _MARKS_TO_SPACE):
-    raise AssertionError("_MARKS_TO_SPACE holds a word character")
-_LATIN1_WORD_TABLE = bytes(c if _WORD.match(chr(c)) else 32 for c in range(256))
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def _words(text: str) -> list[str]:
     """The words (runs of \\w) of the lower-cased text."""
-    folded = text.lower()
-    if folded.isascii():
-        encoded = folded.encode("ascii")
-    else:
-        for mark in _MARKS_TO_SPACE:
-            if mark in folded:
-                folded = folded.replace(mark, " ")
-        try:
-            encoded = folded.encode("latin-1")
-        except UnicodeEncodeError:
-            return _WORD.findall(folded)
-    return encoded.translate(_LATIN1_WORD_TABLE).decode("latin-1").split()
+    return _WORD.findall(text.lower())
 
 
 @dataclass(frozen=True)
@@ -63,6 +41,8 @@ class DedupConfig:
     bucket_size: int = 4
 
     def __post_init__(self) -> None:
+        if self.shingle_words < 1:
+            raise ValueError(f"shingle_words must be at least 1, got {self.shingle_words}")
         if self.num_perm % self.bands:
             raise ValueError(
                 f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})"
@@ -84,25 +64,53 @@ class Fingerprint:
 
 
 def shingles(text: str, words_per_shingle: int) -> list[str]:
-    """Lower-cased word n-grams; a text shorter than n words is one shingle."""
+    """Lower-cased word n-grams joined by one space; a text of at most n words is one
+    shingle ("" when it has no word). The definition; `fingerprint` hashes the same
+    shingles in native code."""
     words = _words(text)
     if len(words) <= words_per_shingle:
-        return [" ".join(words)] if words else [""]
-    # zip over shifted views builds every n-gram in one pass, without slicing per index.
-    shifted = (words[i:] for i in range(words_per_shingle))
-    return list(map(" ".join, zip(*shifted, strict=False)))  # stops at the shortest view
+        return [" ".join(words)]
+    return [
+        " ".join(words[i : i + words_per_shingle])
+        for i in range(len(words) - words_per_shingle + 1)
+    ]
 
 
 def exact_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def shingle_hashes(text: str, words_per_shingle: int) -> np.ndarray:
+    """The shingles of ``text`` hashed as rensa hashes a str token (computed natively,
+    without a Python string per shingle); lone surrogates are read as U+FFFD."""
+    try:
+        folded = text.lower()
+        raw = native().shingle_hashes(folded, words_per_shingle)
+    except UnicodeEncodeError:
+        folded = without_surrogates(text).lower()
+        raw = native().shingle_hashes(folded, words_per_shingle)
+    return np.frombuffer(raw, dtype="<u8")
+
+
+def fingerprints(texts: list[str], config: DedupConfig) -> list[Fingerprint]:
+    """The fingerprints of already normalised documents: one rensa call for all of them."""
+    if not texts:
+        return []
+    hashes = [shingle_hashes(text, config.shingle_words) for text in texts]
+    offsets = np.zeros(len(hashes) + 1, dtype=np.uint64)
+    np.cumsum([len(h) for h in hashes], out=offsets[1:])
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(
+        np.concatenate(hashes), offsets, config.num_perm, config.seed
+    )
+    return [
+        Fingerprint(exact_hash(text), tuple(row), band_keys(tuple(row), config))
+        for text, row in zip(texts, matrix.to_rows(), strict=True)
+    ]
+
+
 def fingerprint(text: str, config: DedupConfig) -> Fingerprint:
     """The fingerprint of an already normalised document."""
-    minhash = RMinHash(num_perm=config.num_perm, seed=config.seed)
-    minhash.update(shingles(text, config.shingle_words))
-    signature = tuple(minhash.digest())
-    return Fingerprint(exact_hash(text), signature, band_keys(signature, config))
+    return fingerprints([text], config)[0]
 
 
 def band_keys(signature: tuple[int, ...], config: DedupConfig) -> tuple[str, ...]:

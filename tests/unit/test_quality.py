@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import random
+import re
 from functools import cache
 
 import numpy as np
@@ -13,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.preprocess import genres, quality
+from services.preprocess import genres, quality, textcore
 from services.preprocess.normalize import normalize
 from services.preprocess.quality import DEFAULT_QUALITY, QualityConfig, QualityVerdict, assess
+from tests.unit import quality_reference
 
 PROSE = (
     "The harbour master kept a ledger of every ship that came in, and for thirty years he "
@@ -198,86 +200,85 @@ def test_large_document_is_fast_enough() -> None:
     assert verdict.rule == "max_duplicate_paragraph_fraction" or verdict.rule is not None
 
 
-# --- the fast paths give what the definitions give -------------------------------------------
+# --- the native measures give what the definitions give -------------------------------------
 
 _ATOMS = [
     "the", "The", "don't", "don\u2019t", "well-known", "-", "--", "'", "\u2019", "\u201c",
     "\u201d", "\u2014", "\u2026", "_", "snake_case", "caf\u00e9", "Stra\u00dfe", "\u00b2",
     "\u00bd", "\x00", "\u0301", "\u65e5\u672c", "\u0e44\u0e17\u0e22", "12", "a", " ", "  ",
-    "\n", ".", "!", "===", "...", "---", "|", "+----+", "#", "\U0001f600", "\U0001f600" * 3,
+    "\n", "\n\n", ".", "!", "===", "...", "---", "|", "+----+", "#", "\U0001f600",
+    "\U0001f600" * 3, "\u0130", "\u03a3", "\u1e9e", "\u0964", "\u0e3f", "\u30fb", "\u00a0",
+    "\u2028", "\x1c", "A repeated line that is long enough\n",
 ]  # fmt: skip
-_TEXTS = st.lists(st.sampled_from(_ATOMS), max_size=40).map("".join)
-
-
-@settings(max_examples=400, deadline=None)
-@given(_TEXTS)
-def test_latin1_word_split_equals_the_regex(text: str) -> None:
-    folded = text.lower()
-    fast = quality._latin1_words(folded)
-    if fast is None:  # the fast path declines: beyond Latin-1, or a NUL in the text
-        assert "\x00" in folded or not folded.translate(_MARKS_AWAY).isascii()
-        return
-    words = [w.decode("latin-1").replace("\x00", "\u2019") for w in fast]
-    assert words == quality._WORD.findall(folded.replace("_", " "))
-
-
-_MARKS_AWAY = {ord(mark): " " for mark in quality._MARKS_TO_SPACE + "\u2019"} | {
-    c: "a" for c in range(0x80, 0x100)
-}
-
-
-def _reference_class_counts(text: str) -> list[int]:
-    counts = [0] * 5
-    for ch in quality._LAYOUT_RUN.sub("", text):
-        counts[quality._char_class(ch)] += 1
-    return counts
-
-
-@settings(max_examples=400, deadline=None)
-@given(_TEXTS)
-def test_class_counts_equal_the_regex_definition(text: str) -> None:
-    assert quality._class_counts(text).tolist() == _reference_class_counts(text)
-
-
-def _reference_ngram_signals(ids, lengths, total, top_ns, dup_ns):  # the definition, slowly
-    out = {}
-    prefix = np.concatenate(([0], np.cumsum(lengths)))
-    for n in top_ns:
-        value = 0.0
-        if total and len(ids) >= n:
-            h = quality._ngram_hashes(ids, n)
-            _, first, counts = np.unique(h, return_index=True, return_counts=True)
-            best = int(np.argmax(counts))
-            if counts[best] > 1:
-                start = int(first[best])
-                chars = int(prefix[start + n] - prefix[start])
-                value = min(1.0, chars * int(counts[best]) / total)
-        out[f"top_ngram_fraction_{n}"] = value
-    for n in dup_ns:
-        value = 0.0
-        if total and len(ids) >= n:
-            h = quality._ngram_hashes(ids, n)
-            _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-            duplicated = counts[inverse] > 1
-            covered = np.zeros(len(ids), dtype=bool)
-            for start in np.flatnonzero(duplicated):
-                covered[start : start + n] = True
-            value = min(1.0, float(lengths[covered].sum()) / total)
-        out[f"duplicate_ngram_fraction_{n}"] = value
-    return out
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.integers(0, 5), max_size=120),
-    st.sampled_from([([1, 2, 3, 4], [5, 7, 10]), ([2, 6], [3, 5]), ([4], [1, 2])]),
+_TEXTS = st.lists(st.sampled_from(_ATOMS), max_size=60).map("".join)
+# Small vocabularies repeat n-grams often.
+_WORDY = st.lists(
+    st.sampled_from(["a", "bb", "ccc", "a-b", "\u65e5", " ", "\n"]), max_size=300
+).map(" ".join)
+_CONFIGS = st.sampled_from(
+    [
+        DEFAULT_QUALITY,
+        dataclasses.replace(
+            DEFAULT_QUALITY,
+            max_top_ngram_fraction={2: 0.5, 6: 0.5},
+            max_duplicate_ngram_fraction={3: 0.5, 5: 0.5},
+        ),
+        dataclasses.replace(
+            DEFAULT_QUALITY,
+            max_top_ngram_fraction={4: 0.5},
+            max_duplicate_ngram_fraction={1: 0.5, 2: 0.5},
+        ),
+    ]
 )
-def test_ngram_signals_equal_the_definition(words: list[int], sizes) -> None:
-    # Small vocabularies repeat n-grams often; a word's length depends on the word.
-    ids = np.array(words, dtype=np.uint64)
-    lengths = np.array([1 + 3 * w for w in words], dtype=np.int64)
-    total = int(lengths.sum())
-    top_ns, dup_ns = sizes
-    assert quality._ngram_signals(ids, lengths, total, top_ns, dup_ns) == (
-        _reference_ngram_signals(ids, lengths, total, top_ns, dup_ns)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_TEXTS, _WORDY, st.text(max_size=300)), _CONFIGS)
+def test_native_signals_equal_the_definitions(text: str, config: QualityConfig) -> None:
+    assert quality._signals(text, config) == quality_reference.signals(text, config)
+
+
+def test_native_signals_equal_the_definitions_on_every_genre() -> None:
+    documents = [doc for docs in _clean().values() for doc in docs]
+    documents += [text for _, text in genres.low_quality_documents()]
+    for text in documents:
+        assert quality._signals(text, DEFAULT_QUALITY) == quality_reference.signals(text)
+
+
+def test_words_of_mixed_scripts_follow_the_pattern() -> None:
+    # A spaceless character on its own is a word; a run that starts in a spaced script takes
+    # the spaceless characters after it along (the pattern's definition, kept as it is).
+    words, spaceless = quality_reference.words("\u65e5\u672c abc\u65e5\u672c x-\u65e5")
+    assert words == ["\u65e5", "\u672c", "abc\u65e5\u672c", "x", "\u65e5"]
+    assert spaceless == 3
+    signals = quality._signals("\u65e5\u672c abc\u65e5\u672c x-\u65e5", DEFAULT_QUALITY)
+    assert signals["n_words"] == 5.0
+    assert signals["spaceless_fraction"] == 3 / 5
+
+
+def test_the_character_table_agrees_with_the_definitions() -> None:
+    table = np.frombuffer(
+        textcore.char_table(quality.WORD_CLASS, quality.SPACELESS_CLASS), dtype=np.uint8
+    )
+    every = "".join(map(chr, range(textcore.CODE_POINTS)))
+    for flag, pattern in [
+        (textcore.SHINGLE_WORD, r"\w"),
+        (textcore.SPACELESS, quality.SPACELESS_CLASS),
+        (textcore.LAYOUT, r"[^\w\s]"),
+    ]:
+        expected = np.zeros(textcore.CODE_POINTS, dtype=bool)
+        expected[[m.start() for m in re.finditer(pattern, every)]] = True
+        assert ((table & flag) != 0).tolist() == expected.tolist(), pattern
+    spaces = [cp for cp in range(textcore.CODE_POINTS) if chr(cp).isspace()]
+    assert np.flatnonzero(table & textcore.SPACE).tolist() == spaces
+    word = [m.start() for m in re.finditer(quality.WORD_CLASS, every) if m.group() != "_"]
+    assert np.flatnonzero(table & textcore.QUALITY_WORD).tolist() == word
+    classes = table >> textcore.CLASS_SHIFT
+    assert classes.tolist() == [quality.char_class(ch) for ch in every]
+
+
+def test_lone_surrogates_are_measured_as_replacement_characters() -> None:
+    text = "Words and more words \ud800 in a sentence with a lone surrogate inside it."
+    assert quality._signals(text, DEFAULT_QUALITY) == quality_reference.signals(
+        text.replace("\ud800", "\ufffd")
     )

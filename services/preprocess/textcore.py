@@ -1,0 +1,91 @@
+"""The native part of the pipeline (`native/textcore`, a Rust extension built by `make venv`)
+and the table of character flags it reads.
+
+The Rust code decides nothing about Unicode on its own: every property it needs of a
+character (a word character for quality.py or for fingerprints.py, a spaceless script,
+layout, whitespace, the class of the ratio signals) comes from this table, built once per
+process from Python's own ``re`` and ``unicodedata``, so the native and the Python
+definitions agree on every code point of the running Unicode version. The unit tests check
+the table against the definitions and the native results against the Python reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+import numpy as np
+import tt_textcore
+
+__all__ = ["char_table", "native", "without_surrogates"]
+
+CODE_POINTS = 0x110000
+QUALITY_WORD, SHINGLE_WORD, SPACELESS, LAYOUT, SPACE = 1, 2, 4, 8, 16
+CLASS_SHIFT = 5
+
+# The character classes of the ratio signals (quality.py's _char_class, by category).
+IGNORED, LETTER, DIGIT, PUNCT, SYMBOL = range(5)
+
+
+def _class_of_category(category: str) -> int:
+    major = category[0]
+    if major in "LM":
+        return LETTER
+    if major == "N":
+        return DIGIT
+    if major == "S" or category in ("Pc", "Co", "Cn", "Cs"):
+        return SYMBOL
+    if major == "P":
+        return PUNCT
+    return IGNORED
+
+
+# quality.py's exceptions to the by-category rule: table borders are punctuation, and some
+# ASCII punctuation marks are symbols.
+_CLASS_OVERRIDES = {"|": PUNCT, "_": PUNCT, **dict.fromkeys("#%&*/@\\", SYMBOL)}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with lone surrogates (which no decoded upload holds, and which the native
+    code cannot take as UTF-8) replaced by U+FFFD, a character of the same classes."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _mask(pattern: str, every: str) -> np.ndarray:
+    mask = np.zeros(CODE_POINTS, dtype=bool)
+    mask[[m.start() for m in re.finditer(pattern, every)]] = True
+    return mask
+
+
+@functools.cache
+def char_table(quality_word: str, spaceless: str) -> bytes:
+    """The flags of every code point (see native/textcore/src/lib.rs). ``quality_word`` and
+    ``spaceless`` are quality.py's character-class patterns."""
+    every = np.arange(CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    flags = np.zeros(CODE_POINTS, dtype=np.uint8)
+    flags[_mask(quality_word, every)] |= QUALITY_WORD
+    flags[ord("_")] &= ~np.uint8(QUALITY_WORD)  # quality.py reads "_" as a space
+    flags[_mask(r"\w", every)] |= SHINGLE_WORD
+    flags[_mask(spaceless, every)] |= SPACELESS
+    flags[_mask(r"[^\w\s]", every)] |= LAYOUT
+    flags[_mask(r"\s", every)] |= SPACE  # str.isspace(), what str.strip() removes
+    categories = list(map(unicodedata.category, every))
+    class_of = {c: _class_of_category(c) for c in set(categories)}
+    classes = np.fromiter(map(class_of.__getitem__, categories), np.uint8, CODE_POINTS)
+    for ch, cls in _CLASS_OVERRIDES.items():
+        classes[ord(ch)] = cls
+    flags |= classes << CLASS_SHIFT
+    return flags.tobytes()
+
+
+@functools.cache
+def native():
+    """The extension module, with this process's character table installed."""
+    from services.preprocess import quality  # the patterns live with their definitions
+
+    tt_textcore.set_char_table(char_table(quality.WORD_CLASS, quality.SPACELESS_CLASS))
+    return tt_textcore
