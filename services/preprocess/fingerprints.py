@@ -99,12 +99,13 @@ def fingerprints(texts: list[str], config: DedupConfig) -> list[Fingerprint]:
     hashes = [shingle_hashes(text, config.shingle_words) for text in texts]
     offsets = np.zeros(len(hashes) + 1, dtype=np.uint64)
     np.cumsum([len(h) for h in hashes], out=offsets[1:])
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(
+    rows = RMinHash.digest_matrix_from_flat_token_hashes(
         np.concatenate(hashes), offsets, config.num_perm, config.seed
-    )
+    ).to_rows()
+    keys = native().band_keys(rows, config.bands)
     return [
-        Fingerprint(exact_hash(text), tuple(row), band_keys(tuple(row), config))
-        for text, row in zip(texts, matrix.to_rows(), strict=True)
+        Fingerprint(exact_hash(text), tuple(row), tuple(bands))
+        for text, row, bands in zip(texts, rows, keys, strict=True)
     ]
 
 
@@ -114,16 +115,11 @@ def fingerprint(text: str, config: DedupConfig) -> Fingerprint:
 
 
 def band_keys(signature: tuple[int, ...], config: DedupConfig) -> tuple[str, ...]:
-    """One key per band: BLAKE2b-64 of the band's values as 8-byte little-endian integers."""
+    """One key per band: BLAKE2b-64 of the band's values as 8-byte little-endian integers,
+    as "b<band>:<hex>" (computed natively)."""
     if len(signature) != config.num_perm:
         raise ValueError(f"a signature of {len(signature)} values, not {config.num_perm}")
-    raw = np.array(signature, dtype="<u8").tobytes()
-    width = config.rows * 8
-    blake2b = hashlib.blake2b
-    return tuple(
-        f"b{band}:{blake2b(raw[band * width : (band + 1) * width], digest_size=8).hexdigest()}"
-        for band in range(config.bands)
-    )
+    return tuple(native().band_keys([list(signature)], config.bands)[0])
 
 
 def estimated_jaccard(left: tuple[int, ...], right: tuple[int, ...]) -> float:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprint
+from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprints
 from services.preprocess.language import allowed, identify
 from services.preprocess.normalize import normalize
 from services.preprocess.pii import redact
@@ -78,32 +78,8 @@ class DocResult:
 def prepare_document(
     index: int, text: str, source_id: str | None, config: PipelineConfig
 ) -> DocResult:
-    normalised = normalize(text)
-    if not normalised:
-        return DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
-    redaction = redact(normalised)
-    tokens = count_tokens(redaction.text, config.tokenizer)
-    excerpt = redaction.text[:EXCERPT_CHARS]
-    guess = identify(normalised)
-    verdict = assess(normalised, config.quality)
-    removal: tuple[int, str] | None = None
-    allow = frozenset(config.language_allow) if config.language_allow else None
-    if not allowed(guess, allow, config.language_min_confidence):
-        removal = (LANGUAGE, guess.code)
-    elif not verdict.kept:
-        removal = (QUALITY, verdict.rule or "quality")
-    return DocResult(
-        index=index,
-        source_id=source_id,
-        tokens=tokens,
-        language=guess.code,
-        quality_score=verdict.score,
-        removal=removal,
-        redactions=dict(redaction.counts),
-        fingerprint=None if removal else fingerprint(normalised, config.dedup),
-        text=redaction.text,
-        excerpt=excerpt,
-    )
+    """One document through the pure stages (see `prepare_batch`)."""
+    return prepare_batch([(index, text, source_id)], config)[0]
 
 
 # A batch ends at this many documents or characters, whichever comes first: memory in
@@ -131,5 +107,43 @@ def document_batches(
 def prepare_batch(
     batch: list[tuple[int, str, str | None]], config: PipelineConfig
 ) -> list[DocResult]:
-    """Run the pure stages on a batch of (index, text, source id); a worker process runs this."""
-    return [prepare_document(index, text, source_id, config) for index, text, source_id in batch]
+    """Run the pure stages on a batch of (index, text, source id); a worker process runs
+    this. Stages that have a batch form (the MinHash) take the whole batch at once."""
+    allow = frozenset(config.language_allow) if config.language_allow else None
+    results: list[DocResult] = []
+    to_fingerprint: list[tuple[int, str]] = []  # (position in results, normalised text)
+    for index, text, source_id in batch:
+        normalised = normalize(text)
+        if not normalised:
+            results.append(
+                DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
+            )
+            continue
+        redaction = redact(normalised)
+        guess = identify(normalised)
+        verdict = assess(normalised, config.quality)
+        removal: tuple[int, str] | None = None
+        if not allowed(guess, allow, config.language_min_confidence):
+            removal = (LANGUAGE, guess.code)
+        elif not verdict.kept:
+            removal = (QUALITY, verdict.rule or "quality")
+        else:
+            to_fingerprint.append((len(results), normalised))
+        results.append(
+            DocResult(
+                index=index,
+                source_id=source_id,
+                tokens=count_tokens(redaction.text, config.tokenizer),
+                language=guess.code,
+                quality_score=verdict.score,
+                removal=removal,
+                redactions=dict(redaction.counts),
+                fingerprint=None,
+                text=redaction.text,
+                excerpt=redaction.text[:EXCERPT_CHARS],
+            )
+        )
+    prints = fingerprints([text for _, text in to_fingerprint], config.dedup)
+    for (position, _), found in zip(to_fingerprint, prints, strict=True):
+        results[position] = replace(results[position], fingerprint=found)
+    return results

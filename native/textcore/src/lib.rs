@@ -143,6 +143,9 @@ fn class_counts(text: &str, t: &[u8]) -> ([u64; CLASSES], u64) {
             counts[(f >> CLASS_SHIFT) as usize] += k;
         }
     };
+    if text.is_ascii() {
+        return class_counts_ascii(text.as_bytes(), t);
+    }
     for c in text.chars() {
         chars += 1;
         run = match run {
@@ -158,6 +161,26 @@ fn class_counts(text: &str, t: &[u8]) -> ([u64; CLASSES], u64) {
         flush(r, k, &mut counts);
     }
     (counts, chars)
+}
+
+/// `class_counts` for ASCII text: byte runs, a 128-entry copy of the table.
+fn class_counts_ascii(bytes: &[u8], t: &[u8]) -> ([u64; CLASSES], u64) {
+    let mut counts = [0u64; CLASSES];
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let mut j = i + 1;
+        while j < bytes.len() && bytes[j] == b {
+            j += 1;
+        }
+        let k = (j - i) as u64;
+        let f = t[b as usize];
+        if !(k >= 3 && f & LAYOUT != 0) {
+            counts[(f >> CLASS_SHIFT) as usize] += k;
+        }
+        i = j;
+    }
+    (counts, bytes.len() as u64)
 }
 
 /// `s.strip()` with Python's notion of whitespace.
@@ -196,98 +219,121 @@ fn duplicate_block_fraction<'a>(
     (repeated as f64 / total as f64).min(1.0)
 }
 
-/// The n-gram hashes of quality.py, extended one word at a time.
-struct NgramHashes<'a> {
-    ids: &'a [u64],
-    hashes: Vec<u64>,
-    hashed: usize,
+/// One n-gram length's repetition: (top n-gram fraction, duplicate n-gram fraction), both 0
+/// when no n-gram of that length occurs twice.
+#[derive(Clone, Copy, Default)]
+struct Repetition {
+    top: f64,
+    duplicate: f64,
 }
 
-impl<'a> NgramHashes<'a> {
-    fn new(ids: &'a [u64]) -> Self {
-        NgramHashes { ids, hashes: vec![HASH_SEED; ids.len()], hashed: 0 }
+/// quality.py's n-gram signals for every length 1..=`max_n`, level by level.
+///
+/// An n-gram that occurs twice starts where an (n-1)-gram occurs twice, so level n only
+/// looks at the starts that repeated at level n-1 ("candidates"), extending their hashes by
+/// one word; every occurrence of a repeated n-gram is among them. Level 1 counts word ids
+/// (dense, numbered by first appearance) in an array. The hash of an n-gram is quality.py's
+/// ((SEED * M + id1) * M + id2) ... wrapping, and the top n-gram is, among those with the
+/// highest count, the one with the smallest hash, measured at its first occurrence.
+fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> Vec<Repetition> {
+    let total: u64 = lengths.iter().sum();
+    let mut out = vec![Repetition::default(); max_n + 1];
+    if total == 0 || ids.is_empty() {
+        return out;
     }
-
-    fn of(&mut self, n: usize) -> &[u64] {
-        if n < self.hashed {
-            self.hashes = vec![HASH_SEED; self.ids.len()];
-            self.hashed = 0;
+    let mut prefix = Vec::with_capacity(lengths.len() + 1);
+    prefix.push(0u64);
+    for &length in lengths {
+        prefix.push(prefix.last().unwrap() + length);
+    }
+    let measure = |n: usize, groups: &[(u64, &[u32])]| -> Repetition {
+        // groups: (hash, starts ascending) of the n-grams that occur at least twice.
+        if groups.is_empty() {
+            return Repetition::default();
         }
-        while self.hashed < n {
-            let m = self.ids.len() - self.hashed;
-            let next = &self.ids[self.hashed..self.hashed + m];
-            self.hashes.truncate(m);
-            for (h, &id) in self.hashes.iter_mut().zip(next) {
-                *h = h.wrapping_mul(HASH_MULT).wrapping_add(id);
+        let (mut best_hash, mut best_count, mut best_start) = (u64::MAX, 0usize, 0u32);
+        let mut edges = vec![0i64; lengths.len() + 1];
+        for &(hash, starts) in groups {
+            if starts.len() > best_count || (starts.len() == best_count && hash < best_hash) {
+                best_count = starts.len();
+                best_hash = hash;
+                best_start = starts[0];
             }
-            self.hashed += 1;
-        }
-        &self.hashes
-    }
-}
-
-/// (top n-gram fraction, whether any n-gram occurs twice): the most frequent n-gram is,
-/// among those with the highest count, the one with the smallest hash, measured at its
-/// first occurrence.
-fn top_ngram_fraction(hashes: &[u64], n: usize, prefix: &[u64], total: u64) -> (f64, bool) {
-    let mut ordered = hashes.to_vec();
-    ordered.sort_unstable();
-    let (mut best_hash, mut best_count) = (0u64, 0u64);
-    let mut i = 0;
-    while i < ordered.len() {
-        let mut j = i + 1;
-        while j < ordered.len() && ordered[j] == ordered[i] {
-            j += 1;
-        }
-        let count = (j - i) as u64;
-        if count > best_count {
-            best_count = count;
-            best_hash = ordered[i];
-        }
-        i = j;
-    }
-    if best_count < 2 {
-        return (0.0, false);
-    }
-    let start = hashes.iter().position(|&h| h == best_hash).expect("the hash occurs");
-    let chars = prefix[start + n] - prefix[start];
-    (((chars * best_count) as f64 / total as f64).min(1.0), true)
-}
-
-/// Characters of the words inside an n-gram that occurs more than once / `total`, or None
-/// when no n-gram repeats.
-fn duplicate_ngram_fraction(hashes: &[u64], n: usize, lengths: &[u64], total: u64) -> Option<f64> {
-    let mut order: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(i, &h)| (h, i as u32)).collect();
-    order.sort_unstable();
-    let mut edges = vec![0i64; lengths.len() + 1];
-    let mut any = false;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i + 1;
-        while j < order.len() && order[j].0 == order[i].0 {
-            j += 1;
-        }
-        if j - i > 1 {
-            any = true;
-            for &(_, start) in &order[i..j] {
+            for &start in starts {
                 edges[start as usize] += 1;
                 edges[start as usize + n] -= 1;
             }
         }
-        i = j;
+        let start = best_start as usize;
+        let chars = prefix[start + n] - prefix[start];
+        let top = ((chars * best_count as u64) as f64 / total as f64).min(1.0);
+        let mut depth = 0i64;
+        let mut covered = 0u64;
+        for (edge, &length) in edges.iter().zip(lengths) {
+            depth += edge;
+            if depth > 0 {
+                covered += length;
+            }
+        }
+        Repetition { top, duplicate: (covered as f64 / total as f64).min(1.0) }
+    };
+
+    // Level 1: count the ids.
+    let mut counts = vec![0u32; vocabulary];
+    for &id in ids {
+        counts[id as usize] += 1;
     }
-    if !any {
-        return None;
-    }
-    let mut depth = 0i64;
-    let mut covered = 0u64;
-    for (edge, &length) in edges.iter().zip(lengths) {
-        depth += edge;
-        if depth > 0 {
-            covered += length;
+    let mut starts_of: Vec<Vec<u32>> = vec![Vec::new(); vocabulary];
+    let mut candidates: Vec<(u64, u32)> = Vec::new(); // (hash of the n-gram, start)
+    for (i, &id) in ids.iter().enumerate() {
+        if counts[id as usize] > 1 {
+            starts_of[id as usize].push(i as u32);
+            candidates.push((HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id), i as u32));
         }
     }
-    Some((covered as f64 / total as f64).min(1.0))
+    let groups: Vec<(u64, &[u32])> = starts_of
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.len() > 1)
+        .map(|(id, s)| (HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id as u64), &s[..]))
+        .collect();
+    if max_n >= 1 {
+        out[1] = measure(1, &groups);
+    }
+    // Levels 2..: extend the candidates' hashes, keep those that still repeat.
+    let mut scratch: Vec<u32> = Vec::new();
+    for n in 2..=max_n {
+        candidates.retain(|&(_, start)| start as usize + n <= ids.len());
+        for (hash, start) in candidates.iter_mut() {
+            *hash = hash.wrapping_mul(HASH_MULT).wrapping_add(ids[*start as usize + n - 1]);
+        }
+        candidates.sort_unstable();
+        // Runs of equal hashes with 2+ starts repeat; the starts are ascending in a run.
+        scratch.clear();
+        let mut bounds: Vec<(u64, usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < candidates.len() {
+            let mut j = i + 1;
+            while j < candidates.len() && candidates[j].0 == candidates[i].0 {
+                j += 1;
+            }
+            if j - i > 1 {
+                let from = scratch.len();
+                scratch.extend(candidates[i..j].iter().map(|&(_, s)| s));
+                bounds.push((candidates[i].0, from, scratch.len()));
+            }
+            i = j;
+        }
+        let groups: Vec<(u64, &[u32])> =
+            bounds.iter().map(|&(h, from, to)| (h, &scratch[from..to])).collect();
+        out[n] = measure(n, &groups);
+        if groups.is_empty() {
+            break; // no longer n-gram repeats either
+        }
+        let repeated: rustc_hash::FxHashSet<u32> = scratch.iter().copied().collect();
+        candidates.retain(|&(_, start)| repeated.contains(&start));
+    }
+    out
 }
 
 /// The raw measures behind quality.py's signals:
@@ -313,7 +359,8 @@ fn quality_measures(
     let lines = duplicate_block_fraction(text.split('\n'), n_chars, short_block_chars, t);
     let paragraphs = duplicate_block_fraction(text.split("\n\n"), n_chars, short_block_chars, t);
 
-    let mut vocabulary: FxHashMap<&str, u64> = FxHashMap::default();
+    let mut vocabulary: FxHashMap<&str, u64> =
+        FxHashMap::with_capacity_and_hasher(words.len() / 2 + 8, Default::default());
     let ids: Vec<u64> = words
         .iter()
         .map(|w| {
@@ -321,40 +368,11 @@ fn quality_measures(
             *vocabulary.entry(w).or_insert(next)
         })
         .collect();
-    let mut prefix = Vec::with_capacity(lengths.len() + 1);
-    prefix.push(0u64);
-    let mut running = 0u64;
-    for &length in &lengths {
-        running += length;
-        prefix.push(running);
-    }
     let n_ids = ids.len();
-    // Shortest n-gram length known to have no repeat: longer ones cannot repeat either.
-    let mut no_repeat_from = if total > 0 { n_ids + 1 } else { 0 };
-    let mut hashes = NgramHashes::new(&ids);
-    let mut top = Vec::with_capacity(top_ns.len());
-    for &n in &top_ns {
-        let mut value = 0.0;
-        if n < no_repeat_from {
-            let (v, repeats) = top_ngram_fraction(hashes.of(n), n, &prefix, total);
-            value = v;
-            if !repeats {
-                no_repeat_from = n;
-            }
-        }
-        top.push(value);
-    }
-    let mut dup = Vec::with_capacity(dup_ns.len());
-    for &n in &dup_ns {
-        let mut value = 0.0;
-        if n < no_repeat_from {
-            match duplicate_ngram_fraction(hashes.of(n), n, &lengths, total) {
-                Some(v) => value = v,
-                None => no_repeat_from = n,
-            }
-        }
-        dup.push(value);
-    }
+    let max_n = top_ns.iter().chain(&dup_ns).copied().max().unwrap_or(0);
+    let levels = repetition(&ids, vocabulary.len(), &lengths, max_n);
+    let top: Vec<f64> = top_ns.iter().map(|&n| levels[n].top).collect();
+    let dup: Vec<f64> = dup_ns.iter().map(|&n| levels[n].duplicate).collect();
     Ok((n_ids as u64, total, spaceless, counts, n_chars, lines, paragraphs, top, dup))
 }
 
@@ -369,6 +387,7 @@ fn shingle_hashes<'py>(py: Python<'py>, folded: &str, n: usize) -> PyResult<Boun
     }
     let mut words: Vec<&str> = Vec::with_capacity(folded.len() / 5 + 1);
     let bytes = folded.as_bytes();
+    let base = bytes.as_ptr() as usize;
     let mut pos = 0;
     while pos < bytes.len() {
         let (c, w) = char_at(folded, pos);
@@ -387,29 +406,86 @@ fn shingle_hashes<'py>(py: Python<'py>, folded: &str, n: usize) -> PyResult<Boun
         }
         words.push(&folded[start..pos]);
     }
+    // A shingle whose words are separated by exactly one space in the text is a slice of
+    // it; others are joined in a buffer.
+    let single_gap: Vec<bool> = words
+        .windows(2)
+        .map(|pair| {
+            let gap_start = pair[0].as_ptr() as usize + pair[0].len();
+            pair[1].as_ptr() as usize == gap_start + 1 && bytes[gap_start - base] == b' '
+        })
+        .collect();
     let mut buffer: Vec<u8> = Vec::with_capacity(256);
-    let mut hash = |parts: &[&str]| {
-        buffer.clear();
-        for (k, part) in parts.iter().enumerate() {
-            if k > 0 {
-                buffer.push(b' ');
-            }
-            buffer.extend_from_slice(part.as_bytes());
-        }
+    let mut hash = |parts: &[&str], joined: bool| {
         let mut hasher = FxHasher::default();
-        hasher.write(&buffer);
+        if joined && parts.len() > 1 {
+            let first = parts[0].as_ptr() as usize - base;
+            let last = parts[parts.len() - 1];
+            let end = last.as_ptr() as usize - base + last.len();
+            hasher.write(&bytes[first..end]);
+        } else {
+            buffer.clear();
+            for (k, part) in parts.iter().enumerate() {
+                if k > 0 {
+                    buffer.push(b' ');
+                }
+                buffer.extend_from_slice(part.as_bytes());
+            }
+            hasher.write(&buffer);
+        }
         hasher.finish()
     };
-    let mut out: Vec<u8>;
-    if words.len() <= n {
-        out = hash(&words).to_le_bytes().to_vec();
+    let out: Vec<u8> = if words.len() <= n {
+        let joined = single_gap.iter().all(|&g| g);
+        hash(&words, joined).to_le_bytes().to_vec()
     } else {
-        out = Vec::with_capacity((words.len() - n + 1) * 8);
-        for window in words.windows(n) {
-            out.extend_from_slice(&hash(window).to_le_bytes());
+        // Shingle i is one slice when the n - 1 gaps after word i are single spaces.
+        let mut broken = single_gap[..n - 1].iter().filter(|&&g| !g).count();
+        let mut out = Vec::with_capacity((words.len() - n + 1) * 8);
+        for i in 0..=words.len() - n {
+            if i > 0 {
+                broken -= usize::from(!single_gap[i - 1]);
+                broken += usize::from(!single_gap[i + n - 2]);
+            }
+            out.extend_from_slice(&hash(&words[i..i + n], broken == 0).to_le_bytes());
         }
-    }
+        out
+    };
     Ok(PyBytes::new(py, &out))
+}
+
+/// LSH band keys of MinHash signatures: for each band, "b<index>:<hex>" of BLAKE2b-64
+/// (hashlib.blake2b(digest_size=8)) over the band's values as 8-byte little-endian
+/// integers. `signatures` holds the rows of a (documents x num_perm) u64 matrix.
+#[pyfunction]
+fn band_keys(signatures: Vec<Vec<u64>>, bands: usize) -> PyResult<Vec<Vec<String>>> {
+    use blake2::digest::{Update, VariableOutput};
+    let mut out = Vec::with_capacity(signatures.len());
+    for signature in &signatures {
+        if bands == 0 || signature.len() % bands != 0 {
+            return Err(PyValueError::new_err(format!(
+                "a signature of {} values does not split into {bands} bands",
+                signature.len()
+            )));
+        }
+        let rows = signature.len() / bands;
+        let mut keys = Vec::with_capacity(bands);
+        for (band, values) in signature.chunks(rows).enumerate() {
+            let mut hasher = blake2::Blake2bVar::new(8).expect("8 is a valid BLAKE2b size");
+            for value in values {
+                hasher.update(&value.to_le_bytes());
+            }
+            let mut digest = [0u8; 8];
+            hasher.finalize_variable(&mut digest).expect("the digest is 8 bytes");
+            let mut key = format!("b{band}:");
+            for byte in digest {
+                key.push_str(&format!("{byte:02x}"));
+            }
+            keys.push(key);
+        }
+        out.push(keys);
+    }
+    Ok(out)
 }
 
 #[pymodule]
@@ -417,5 +493,6 @@ fn tt_textcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_char_table, m)?)?;
     m.add_function(wrap_pyfunction!(quality_measures, m)?)?;
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
+    m.add_function(wrap_pyfunction!(band_keys, m)?)?;
     Ok(())
 }
