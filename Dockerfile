@@ -23,6 +23,19 @@ RUN pip install "pip==26.3" "setuptools==80.9.0" \
  && python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
     > runtime-requirements.txt \
  && pip install --requirement runtime-requirements.txt --constraint requirements.lock
+# The pipeline's native part (native/textcore), built from its locked crates with Rust from
+# rustup (a compiler in the builder only; the runtime image gets the built extension).
+ARG RUST_VERSION=1.95.0
+ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo
+RUN apt-get update && apt-get install -y --no-install-recommends curl gcc libc6-dev \
+ && curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+    | sh -s -- -y --profile minimal --default-toolchain "${RUST_VERSION}" \
+ && rm -rf /var/lib/apt/lists/*
+COPY native/textcore/ native/textcore/
+RUN pip install "maturin==1.15.0" \
+ && PATH=/opt/cargo/bin:$PATH MATURIN_PEP517_ARGS="--locked" \
+    pip install --no-deps --no-build-isolation ./native/textcore \
+ && pip uninstall --yes maturin
 # Generated code, exactly as `make proto` generates it (never copied from a checkout).
 COPY proto/ proto/
 RUN mkdir -p gen/python \

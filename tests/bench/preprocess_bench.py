@@ -33,7 +33,7 @@ from services.preprocess.genres import (
 from services.preprocess.language import identify
 from services.preprocess.normalize import normalize
 from services.preprocess.pii import redact
-from services.preprocess.pipeline import PipelineConfig, prepare_batch, prepare_document
+from services.preprocess.pipeline import PipelineConfig, prepare_batch
 from services.preprocess.quality import DEFAULT_QUALITY, assess
 from services.preprocess.tokens import count_tokens
 
@@ -122,6 +122,8 @@ def main() -> int:
     tokens = sum(count_tokens(t) for t in normalised)
     megabytes = sum(len(t.encode()) for t in documents) / 1e6
     config = PipelineConfig()
+    # Load the models and tables once (a worker does this at start), outside the timings.
+    prepare_batch([(0, documents[0], None)], config)
 
     stages = [
         timed("normalize", documents, normalize),
@@ -135,7 +137,8 @@ def main() -> int:
         stage["tokens_per_s"] = round(tokens / stage["seconds"])
 
     # The whole pipeline against tokenizer-only, interleaved in chunks of documents: on a
-    # shared machine the load changes within seconds, and so hits both alike.
+    # shared machine the load changes within seconds, and so hits both alike. The pipeline
+    # runs as a worker does, a batch at a time (the MinHash takes a batch at once).
     results = []
     pipeline_s = tokenizer_s = 0.0
     for start in range(0, len(documents), 50):
@@ -143,9 +146,11 @@ def main() -> int:
         for text in normalised[start : start + 50]:
             count_tokens(text)
         tokenizer_s += time.perf_counter() - started
+        chunk = [
+            (index, text, None) for index, text in enumerate(documents[start : start + 50], start)
+        ]
         started = time.perf_counter()
-        for index, text in enumerate(documents[start : start + 50], start):
-            results.append(prepare_document(index, text, None, config))
+        results.extend(prepare_batch(chunk, config))
         pipeline_s += time.perf_counter() - started
 
     workers = os.cpu_count() or 2
