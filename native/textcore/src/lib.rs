@@ -134,31 +134,35 @@ fn quality_words<'a>(folded: &'a str, t: &[u8]) -> (Vec<&'a str>, Vec<u64>, u64)
 /// Characters per class, leaving out layout runs (3+ copies of one [^\w\s] character),
 /// and the number of characters.
 fn class_counts(text: &str, t: &[u8]) -> ([u64; CLASSES], u64) {
+    if text.is_ascii() {
+        return class_counts_ascii(text.as_bytes(), t);
+    }
     let mut counts = [0u64; CLASSES];
     let mut chars = 0u64;
-    let mut run: Option<(char, u64)> = None;
+    let (mut run, mut run_length) = ('\0', 0u64);
     let flush = |c: char, k: u64, counts: &mut [u64; CLASSES]| {
         let f = t[c as usize];
         if !(k >= 3 && f & LAYOUT != 0) {
             counts[(f >> CLASS_SHIFT) as usize] += k;
         }
     };
-    if text.is_ascii() {
-        return class_counts_ascii(text.as_bytes(), t);
-    }
-    for c in text.chars() {
+    let mut pos = 0;
+    while pos < text.len() {
+        let (c, w) = char_at(text, pos);
+        pos += w;
         chars += 1;
-        run = match run {
-            Some((r, k)) if r == c => Some((r, k + 1)),
-            Some((r, k)) => {
-                flush(r, k, &mut counts);
-                Some((c, 1))
+        if c == run && run_length > 0 {
+            run_length += 1;
+        } else {
+            if run_length > 0 {
+                flush(run, run_length, &mut counts);
             }
-            None => Some((c, 1)),
-        };
+            run = c;
+            run_length = 1;
+        }
     }
-    if let Some((r, k)) = run {
-        flush(r, k, &mut counts);
+    if run_length > 0 {
+        flush(run, run_length, &mut counts);
     }
     (counts, chars)
 }
@@ -229,10 +233,12 @@ struct Repetition {
 
 /// quality.py's n-gram signals for every length 1..=`max_n`, level by level.
 ///
-/// An n-gram that occurs twice starts where an (n-1)-gram occurs twice, so level n only
-/// looks at the starts that repeated at level n-1 ("candidates"), extending their hashes by
-/// one word; every occurrence of a repeated n-gram is among them. Level 1 counts word ids
-/// (dense, numbered by first appearance) in an array. The hash of an n-gram is quality.py's
+/// An n-gram that occurs twice starts where an (n-1)-gram occurs twice, so level n splits
+/// the starts of each repeated (n-1)-gram by the word that follows them; the parts with two
+/// or more starts are the repeated n-grams, and every occurrence of one is among them. Level
+/// 1 counts word ids (dense, numbered by first appearance) in an array. N-grams are grouped
+/// by their words; quality.py's definition groups them by their 64-bit hash, which is the
+/// same unless two different n-grams of one document collide in 64 bits. The hash of an n-gram is quality.py's
 /// ((SEED * M + id1) * M + id2) ... wrapping, and the top n-gram is, among those with the
 /// highest count, the one with the smallest hash, measured at its first occurrence.
 fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> Vec<Repetition> {
@@ -283,55 +289,63 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
     for &id in ids {
         counts[id as usize] += 1;
     }
-    let mut starts_of: Vec<Vec<u32>> = vec![Vec::new(); vocabulary];
-    let mut candidates: Vec<(u64, u32)> = Vec::new(); // (hash of the n-gram, start)
+    // The starts of each repeated id, ascending, in one array (a counting sort).
+    let mut offsets = vec![0usize; vocabulary + 1];
+    for (id, &count) in counts.iter().enumerate() {
+        offsets[id + 1] = offsets[id] + if count > 1 { count as usize } else { 0 };
+    }
+    let mut fill = offsets.clone();
+    let mut flat = vec![0u32; offsets[vocabulary]];
     for (i, &id) in ids.iter().enumerate() {
         if counts[id as usize] > 1 {
-            starts_of[id as usize].push(i as u32);
-            candidates.push((HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id), i as u32));
+            flat[fill[id as usize]] = i as u32;
+            fill[id as usize] += 1;
         }
     }
-    let groups: Vec<(u64, &[u32])> = starts_of
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.len() > 1)
-        .map(|(id, s)| (HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id as u64), &s[..]))
+    let groups: Vec<(u64, &[u32])> = (0..vocabulary)
+        .filter(|&id| counts[id] > 1)
+        .map(|id| {
+            let hash = HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id as u64);
+            (hash, &flat[offsets[id]..offsets[id + 1]])
+        })
         .collect();
     if max_n >= 1 {
         out[1] = measure(1, &groups);
     }
-    // Levels 2..: extend the candidates' hashes, keep those that still repeat.
-    let mut scratch: Vec<u32> = Vec::new();
+    // Levels 2..: split each repeated (n-1)-gram's starts by the word that follows; the
+    // parts with 2+ starts are the repeated n-grams.
+    let mut groups: Vec<(u64, Vec<u32>)> = groups.into_iter().map(|(h, s)| (h, s.to_vec())).collect();
+    let mut keyed: Vec<(u64, u32)> = Vec::new();
     for n in 2..=max_n {
-        candidates.retain(|&(_, start)| start as usize + n <= ids.len());
-        for (hash, start) in candidates.iter_mut() {
-            *hash = hash.wrapping_mul(HASH_MULT).wrapping_add(ids[*start as usize + n - 1]);
-        }
-        candidates.sort_unstable();
-        // Runs of equal hashes with 2+ starts repeat; the starts are ascending in a run.
-        scratch.clear();
-        let mut bounds: Vec<(u64, usize, usize)> = Vec::new();
-        let mut i = 0;
-        while i < candidates.len() {
-            let mut j = i + 1;
-            while j < candidates.len() && candidates[j].0 == candidates[i].0 {
-                j += 1;
+        let mut next: Vec<(u64, Vec<u32>)> = Vec::new();
+        for (hash, starts) in &groups {
+            keyed.clear();
+            keyed.extend(
+                starts
+                    .iter()
+                    .filter(|&&start| start as usize + n <= ids.len())
+                    .map(|&start| (ids[start as usize + n - 1], start)),
+            );
+            keyed.sort_unstable();
+            let mut i = 0;
+            while i < keyed.len() {
+                let mut j = i + 1;
+                while j < keyed.len() && keyed[j].0 == keyed[i].0 {
+                    j += 1;
+                }
+                if j - i > 1 {
+                    let extended = hash.wrapping_mul(HASH_MULT).wrapping_add(keyed[i].0);
+                    next.push((extended, keyed[i..j].iter().map(|&(_, s)| s).collect()));
+                }
+                i = j;
             }
-            if j - i > 1 {
-                let from = scratch.len();
-                scratch.extend(candidates[i..j].iter().map(|&(_, s)| s));
-                bounds.push((candidates[i].0, from, scratch.len()));
-            }
-            i = j;
         }
-        let groups: Vec<(u64, &[u32])> =
-            bounds.iter().map(|&(h, from, to)| (h, &scratch[from..to])).collect();
-        out[n] = measure(n, &groups);
-        if groups.is_empty() {
+        let views: Vec<(u64, &[u32])> = next.iter().map(|(h, s)| (*h, &s[..])).collect();
+        out[n] = measure(n, &views);
+        if next.is_empty() {
             break; // no longer n-gram repeats either
         }
-        let repeated: rustc_hash::FxHashSet<u32> = scratch.iter().copied().collect();
-        candidates.retain(|&(_, start)| repeated.contains(&start));
+        groups = next;
     }
     out
 }
