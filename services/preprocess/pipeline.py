@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprints
 from services.preprocess.language import allowed, identify
@@ -108,42 +108,46 @@ def prepare_batch(
     batch: list[tuple[int, str, str | None]], config: PipelineConfig
 ) -> list[DocResult]:
     """Run the pure stages on a batch of (index, text, source id); a worker process runs
-    this. Stages that have a batch form (the MinHash) take the whole batch at once."""
+    this. Each stage runs over the whole batch before the next one starts, so its tables
+    and models stay in the processor's caches, and stages with a batch form take the batch
+    in one call."""
+    normalised = [normalize(text) for _, text, _ in batch]
+    live = [i for i, text in enumerate(normalised) if text]  # empty documents stop here
+    texts = [normalised[i] for i in live]
+    redactions = [redact(text) for text in texts]
+    tokens = [count_tokens(r.text, config.tokenizer) for r in redactions]
+    guesses = [identify(text) for text in texts]
+    verdicts = [assess(text, config.quality) for text in texts]
     allow = frozenset(config.language_allow) if config.language_allow else None
-    results: list[DocResult] = []
-    to_fingerprint: list[tuple[int, str]] = []  # (position in results, normalised text)
-    for index, text, source_id in batch:
-        normalised = normalize(text)
-        if not normalised:
-            results.append(
-                DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
-            )
-            continue
-        redaction = redact(normalised)
-        guess = identify(normalised)
-        verdict = assess(normalised, config.quality)
-        removal: tuple[int, str] | None = None
+    removals: list[tuple[int, str] | None] = []
+    for guess, verdict in zip(guesses, verdicts, strict=True):
         if not allowed(guess, allow, config.language_min_confidence):
-            removal = (LANGUAGE, guess.code)
+            removals.append((LANGUAGE, guess.code))
         elif not verdict.kept:
-            removal = (QUALITY, verdict.rule or "quality")
+            removals.append((QUALITY, verdict.rule or "quality"))
         else:
-            to_fingerprint.append((len(results), normalised))
-        results.append(
-            DocResult(
-                index=index,
-                source_id=source_id,
-                tokens=count_tokens(redaction.text, config.tokenizer),
-                language=guess.code,
-                quality_score=verdict.score,
-                removal=removal,
-                redactions=dict(redaction.counts),
-                fingerprint=None,
-                text=redaction.text,
-                excerpt=redaction.text[:EXCERPT_CHARS],
-            )
+            removals.append(None)
+    survivors = [k for k, removal in enumerate(removals) if removal is None]
+    prints = dict(
+        zip(survivors, fingerprints([texts[k] for k in survivors], config.dedup), strict=True)
+    )
+    results = [
+        DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
+        for index, _, source_id in batch
+    ]
+    for k, i in enumerate(live):
+        index, _, source_id = batch[i]
+        redacted = redactions[k].text
+        results[i] = DocResult(
+            index=index,
+            source_id=source_id,
+            tokens=tokens[k],
+            language=guesses[k].code,
+            quality_score=verdicts[k].score,
+            removal=removals[k],
+            redactions=dict(redactions[k].counts),
+            fingerprint=prints.get(k),
+            text=redacted,
+            excerpt=redacted[:EXCERPT_CHARS],
         )
-    prints = fingerprints([text for _, text in to_fingerprint], config.dedup)
-    for (position, _), found in zip(to_fingerprint, prints, strict=True):
-        results[position] = replace(results[position], fingerprint=found)
     return results
