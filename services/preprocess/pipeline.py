@@ -117,7 +117,10 @@ def prepare_batch(
     redactions = [redact(text) for text in texts]
     tokens = [count_tokens(r.text, config.tokenizer) for r in redactions]
     guesses = [identify(text) for text in texts]
-    verdicts = [assess(text, config.quality) for text in texts]
+    folded = [text.lower() for text in texts]  # quality and the shingles read words from it
+    verdicts = [
+        assess(text, config.quality, folded=low) for text, low in zip(texts, folded, strict=True)
+    ]
     allow = frozenset(config.language_allow) if config.language_allow else None
     removals: list[tuple[int, str] | None] = []
     for guess, verdict in zip(guesses, verdicts, strict=True):
@@ -129,7 +132,13 @@ def prepare_batch(
             removals.append(None)
     survivors = [k for k, removal in enumerate(removals) if removal is None]
     prints = dict(
-        zip(survivors, fingerprints([texts[k] for k in survivors], config.dedup), strict=True)
+        zip(
+            survivors,
+            fingerprints(
+                [texts[k] for k in survivors], config.dedup, [folded[k] for k in survivors]
+            ),
+            strict=True,
+        )
     )
     results = [
         DocResult(index, source_id, 0, "und", None, (EMPTY, ""), {}, None, "", "")
