@@ -9,12 +9,14 @@ through by :func:`allowed`.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LanguageGuess", "allowed", "identify"]
+__all__ = ["LanguageGuess", "allowed", "identify", "identify_batch"]
 
 # Only the head of a document is classified: about a hundred words identify a language as well
 # as a whole book does, and the cost of the model is linear in the input length (it was a
@@ -90,56 +92,189 @@ def _identifier():  # -> _VectorIdentifier (a py3langid LanguageIdentifier)
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     class _VectorIdentifier(LanguageIdentifier):
-        """py3langid with its byte-automaton walk done in numpy instead of a Python loop.
+        """py3langid scoring many samples at once, with the same float32 results as ``classify``.
 
-        The automaton's state after byte i depends only on the last ``depth`` bytes (its
-        states stand for n-grams of at most ``depth`` bytes), so every position's state is
-        ``depth`` vectorised steps from the start state over its own window. The features
-        are then counted in order of first appearance, as py3langid's ``Counter`` does, so
-        the scores (a float32 dot product, whose rounding depends on the order) are the
-        same bits. ``tests/unit/test_language.py`` compares the two walks.
+        **The walk.** py3langid walks its byte automaton from the start state over a sample and
+        counts the feature (n-gram) each reached state outputs. A state stands for at most
+        ``depth`` bytes, so the state after byte i is also the state reached from the start
+        state over the window of bytes ``i - depth + 1 .. i`` (or from the sample's first byte,
+        if that is later). So every position is computed at once, in ``depth`` vectorised
+        steps, each reading the byte ``back`` places before the position. The samples of a
+        batch are concatenated; a position whose window would begin in the previous sample is
+        set back to the start state right after the step that read that sample's last byte,
+        so no state crosses a sample boundary (:meth:`_feature_runs`).
+
+        **The counts.** One sort of ``(sample, feature, position)`` keys groups each sample's
+        occurrences of a feature, giving its count and first position; read in position order
+        these are each sample's features in order of first appearance, which is the order of
+        py3langid's ``Counter``. The scores are a float32 dot product whose rounding depends on
+        that order, so keeping it keeps the bits.
+
+        **The scores.** Per sample, exactly py3langid's operations on exactly its operands: the
+        same float32 ``log1p`` of the counts times the same rows of ``nb_ptc`` in the same order
+        (one ``gemv`` per sample, as in ``np.log1p(counts) @ nb_ptc[index]``), then ``+ nb_pc``.
+        The rest of ``_decide`` (temperature, softmax, alias folding) is element-wise or per
+        row, so it runs on the stacked ``(samples, classes)`` array with the same float32
+        operations per row. ``tests/unit/test_language_batch.py`` compares the results with
+        the one-sample implementation bit for bit.
 
         The feature weights are widened from float16 to float32 once (28 MB more per
         process): numpy casts the gathered rows to float32 before the product anyway, and
-        that cast was most of the scoring time.
+        that cast was most of the scoring time. The walk uses a table of the next state's row
+        offset for every (row, byte) (``_next_rowbase``, int32, 39 MB), one gather per step
+        instead of two.
         """
 
-        __slots__ = ("_depth", "_nextmove_np", "_output_np", "_rowbase_np")
+        __slots__ = ("_depth", "_next_rowbase", "_nextmove_np", "_output_np", "_start")
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.nb_ptc = np.ascontiguousarray(self.nb_ptc, dtype=np.float32)
             self._full_model = (self.nb_ptc, self.nb_pc, self.nb_classes)
             self._nextmove_np = np.frombuffer(self.tk_nextmove, dtype=np.uint32)
-            self._rowbase_np = np.asarray(self._rowbase, dtype=np.int64)
-            self._output_np = np.asarray(self.tk_output, dtype=np.int64)
-            self._depth = _dfa_depth(self._nextmove_np, self._rowbase_np)
-
-        def _raw_score(self, text: bytes):
-            features = self.features(text)
-            if features is None:
-                return super()._raw_score(b"")  # py3langid's value for featureless text
-            index, counts = features
-            return np.log1p(counts) @ self.nb_ptc[index] + self.nb_pc
+            rowbase = np.asarray(self._rowbase, dtype=np.int64)
+            self._output_np = np.asarray(self.tk_output, dtype=np.int32)
+            self._depth = _dfa_depth(self._nextmove_np, rowbase)
+            self._start = int(rowbase[0])  # row offset of the start state
+            # Row offset of the state reached from row offset r by byte b, at r + b.
+            assert rowbase.max() < 2**31
+            self._next_rowbase = rowbase[self._nextmove_np].astype(np.int32)
 
         def features(self, text: bytes) -> tuple[np.ndarray, np.ndarray] | None:
             """(feature index, count as float32) in order of first appearance, or None."""
-            data = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
-            n = len(data)
-            states = np.zeros(n, dtype=np.int64)
-            for back in range(min(self._depth, n) - 1, -1, -1):
-                # Positions i >= back read byte i - back; earlier ones have not started yet.
-                current = states[back:]
-                states[back:] = self._nextmove_np[self._rowbase_np[current] + data[: n - back]]
-            found = self._output_np[states]
-            found = found[found >= 0]
-            if not len(found):
+            features, counts, _ = self._feature_runs([text])
+            if not len(features):
                 return None
-            values, first, counts = np.unique(found, return_index=True, return_counts=True)
-            order = np.argsort(first, kind="stable")
-            return values[order].astype(np.intp), counts[order].astype(np.float32)
+            return features.astype(np.intp), counts.astype(np.float32)
+
+        def _feature_runs(self, samples: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """Each sample's features with their counts, in order of first appearance.
+
+            Returns ``(features, counts, bounds)``: sample k's are ``features[bounds[k] :
+            bounds[k + 1]]`` with ``counts`` alike; what py3langid's ``visit_counts`` gives as a
+            ``Counter`` (keys and values in insertion order) for each sample alone.
+            """
+            lengths = [len(sample) for sample in samples]
+            ends = list(itertools.accumulate(lengths))
+            data = np.frombuffer(b"".join(samples), dtype=np.uint8)
+            n = len(data)
+            # Last byte of each sample before another: a position `back` bytes after it is
+            # reset to the start state once the step reading `back` bytes back has read it.
+            boundaries = np.array([end - 1 for end in ends[:-1] if end > 0], dtype=np.intp)
+            rowbase = np.full(n, self._start, dtype=np.int32)  # row offset of each state
+            index = np.empty(n, dtype=np.intp)
+            # The indices are in range by construction; mode="clip" only spares take() the
+            # copy of `out` that it makes with the default mode="raise".
+            for back in range(min(self._depth, n) - 1, 0, -1):
+                # Positions i >= back read byte i - back; earlier ones have not started yet.
+                step = index[: n - back]
+                np.add(rowbase[back:], data[: n - back], out=step)
+                self._next_rowbase.take(step, out=rowbase[back:], mode="clip")
+                reset = boundaries + back
+                rowbase[reset[reset < n]] = self._start
+            # The last step reads each position's own byte; its state's output is the feature.
+            np.add(rowbase, data, out=index)
+            states = self._nextmove_np.take(index, mode="clip")
+            found = self._output_np.take(states, mode="clip")  # < 0: no feature
+
+            # Group by (sample, feature): sorting keys that end in the position makes the
+            # first key of each group its first occurrence.
+            positions = (found >= 0).nonzero()[0]
+            bits = n.bit_length()
+            mask = (1 << bits) - 1
+            n_features = self.nb_ptc.shape[0]
+            assert len(samples) * n_features < 1 << (63 - bits)  # the keys fit in int64
+            if len(samples) == 1:
+                keys = found.take(positions).astype(np.int64)
+            else:
+                offsets = np.arange(0, len(samples) * n_features, n_features, dtype=np.int64)
+                keys = offsets.repeat(lengths).take(positions)
+                keys += found.take(positions)
+            keys <<= bits
+            keys |= positions
+            keys.sort()
+            group = keys >> bits
+            new = np.empty(len(keys), dtype=bool)
+            new[:1] = True
+            np.not_equal(group[1:], group[:-1], out=new[1:])
+            starts = new.nonzero()[0]
+            # (first position, count) of each group, sorted by first position: each sample's
+            # features by first appearance, samples in order (positions are unique).
+            packed = keys.take(starts)
+            packed &= mask
+            packed <<= bits
+            packed[:-1] |= starts[1:] - starts[:-1]
+            packed[-1:] |= len(keys) - starts[-1:]
+            packed.sort()
+            first = packed >> bits
+            bounds = first.searchsorted([0, *ends])
+            return found.take(first), packed & mask, bounds
+
+        def probabilities(self, samples: list[bytes]) -> np.ndarray:
+            """``_decide(sample)`` for each encoded sample, stacked: (samples, classes) float32.
+
+            Per sample the same float32 operations as py3langid's ``_decide`` with
+            ``norm_probs=True`` (the products one ``gemv`` per sample; see the class docstring).
+            """
+            features, counts, bounds = self._feature_runs(samples)
+            weights = np.log1p(counts.astype(np.float32))
+            scores = np.zeros((len(samples), len(self.nb_classes)), dtype=np.float32)
+            edges = bounds.tolist()
+            runs = [(k, begin, end) for k, (begin, end) in enumerate(itertools.pairwise(edges))]
+            featured = [k for k, begin, end in runs if end > begin]
+            longest = max((end - begin for _, begin, end in runs), default=0)
+            rows = np.empty((longest, scores.shape[1]), dtype=np.float32)
+            for k, begin, end in runs:
+                if end > begin:
+                    gathered = rows[: end - begin]
+                    self.nb_ptc.take(features[begin:end], axis=0, out=gathered, mode="clip")
+                    np.matmul(weights[begin:end], gathered, out=scores[k])
+            # Featureless samples keep py3langid's 0.0 fill (no prior under norm_probs).
+            scores[featured] += self.nb_pc
+            # T = sqrt(bytes), as _decide: the Python float multiplies as float32.
+            temperature = [1.0 / math.sqrt(len(sample) or 1) for sample in samples]
+            scores *= np.array(temperature, dtype=np.float32)[:, None]
+            scores -= scores.max(axis=1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=1, keepdims=True)
+            for i, j in self._alias_pairs:
+                scores[:, i] += scores[:, j]
+                scores[:, j] = 0.0
+            return scores
 
     return _VectorIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+# identify_batch works through this many documents at a time (bounds its working memory).
+_CHUNK = 128
+_UNDETERMINED_GUESS = LanguageGuess(UNDETERMINED, 0.0)
+
+
+def identify_batch(texts: list[str]) -> list[LanguageGuess]:
+    """Guess the language of each text from its first ~600 characters; see :func:`identify`.
+
+    The same answers as identifying each text alone, bit for bit: the model's per-document
+    arithmetic is unchanged (see ``_VectorIdentifier``), only its fixed cost is shared.
+    """
+    model = _identifier()
+    guesses: list[LanguageGuess] = [_UNDETERMINED_GUESS] * len(texts)
+    todo: list[int] = []
+    samples: list[bytes] = []
+    for position, text in enumerate(texts):
+        sample = text[:SAMPLE_CHARS]
+        if _ENOUGH_LETTERS.match(sample) is not None:
+            todo.append(position)
+            samples.append(model._encode(sample))  # py3langid's own case folding, NFC, UTF-8
+    codes = _codes(tuple(model.nb_classes))
+    for start in range(0, len(samples), _CHUNK):
+        scores = model.probabilities(samples[start : start + _CHUNK])
+        best = scores.argmax(axis=1)  # the first of equal maxima, as in classify
+        confidences = scores[np.arange(len(best)), best].tolist()
+        for position, label, score in zip(
+            todo[start : start + _CHUNK], best.tolist(), confidences, strict=True
+        ):
+            guesses[position] = LanguageGuess(codes[label], min(1.0, max(0.0, score)))
+    return guesses
 
 
 def identify(text: str) -> LanguageGuess:
@@ -149,15 +284,14 @@ def identify(text: str) -> LanguageGuess:
     labels without an ISO 639-1 code are mapped to their macrolanguage where one exists, else to
     ``"und"`` with the model's confidence.
     """
-    sample = text[:SAMPLE_CHARS]
-    if _ENOUGH_LETTERS.match(sample) is None:
-        return LanguageGuess(UNDETERMINED, 0.0)
-    label, score = _identifier().classify(sample)
-    confidence = min(1.0, max(0.0, float(score)))
-    code = _TO_ISO639_1.get(label, label)
-    if len(code) != 2:
-        code = UNDETERMINED
-    return LanguageGuess(code, confidence)
+    return identify_batch([text])[0]
+
+
+@functools.cache
+def _codes(labels: tuple[str, ...]) -> list[str]:
+    """The reported code of each model label: ISO 639-1, its macrolanguage's, or "und"."""
+    codes = [_TO_ISO639_1.get(label, label) for label in labels]
+    return [code if len(code) == 2 else UNDETERMINED for code in codes]
 
 
 def allowed(guess: LanguageGuess, allow_list: frozenset[str] | None, min_confidence: float) -> bool:

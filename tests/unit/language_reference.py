@@ -1,0 +1,154 @@
+"""Previous implementation kept as differential-test oracle.
+
+A verbatim copy of ``services.preprocess.language``'s one-document ``identify`` path (the numpy
+byte-automaton walk over one sample, py3langid's ``classify`` for the scoring) as it was before
+the batch API. ``tests/unit/test_language_batch.py`` checks that ``identify_batch`` and
+``identify`` give the same codes and confidences as this on many texts. It loads its own copy
+of the model, so nothing here depends on the module it checks (except the result type).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from services.preprocess.language import LanguageGuess
+
+__all__ = ["identify"]
+
+# Only the head of a document is classified: about a hundred words identify a language as well
+# as a whole book does, and the cost of the model is linear in the input length (it was a
+# quarter of the pipeline's time at 2000 characters; `make bench` measures it).
+SAMPLE_CHARS = 600
+# Below this many letters the classifier is close to guessing (a name, a number, a title).
+MIN_LETTERS = 20
+
+UNDETERMINED = "und"
+
+# py3langid labels that are not ISO 639-1 codes but belong to a macrolanguage that has one.
+# Anything else without a two-letter code (e.g. "zxx" = no linguistic content, "grc" = Ancient
+# Greek) is reported as "und": the contract of LanguageGuess.code is ISO 639-1 or "und".
+_TO_ISO639_1 = {
+    "arz": "ar",  # Egyptian Arabic
+    "ary": "ar",  # Moroccan Arabic
+    "uzs": "uz",  # Southern Uzbek
+    "gug": "gn",  # Paraguayan Guarani
+    "fuv": "ff",  # Nigerian Fulfulde
+    "sdh": "ku",  # Southern Kurdish
+    "yue": "zh",  # Cantonese
+    "wuu": "zh",  # Wu Chinese
+}
+
+# Letters in any script: word characters that are neither digits nor underscore. The pattern
+# matches (at the start of a sample) exactly when the sample has at least MIN_LETTERS letters,
+# and stops reading at the last one it needs.
+_ENOUGH_LETTERS = re.compile(rf"[\W\d_]*(?:[^\W\d_][\W\d_]*){{{MIN_LETTERS}}}")
+
+
+def _dfa_depth(nextmove: np.ndarray, rowbase: np.ndarray) -> int:
+    """The depth of py3langid's byte automaton: the longest n-gram it tracks.
+
+    A breadth-first walk from the start state; the level at which no new state appears is
+    the length of the longest byte string a state stands for (6 for the shipped model).
+    States share rows of the transition table, so each level reads each row once.
+    """
+    table = nextmove.reshape(-1, 256)
+    row_of_state = rowbase >> 8
+    seen = np.zeros(len(rowbase), dtype=bool)
+    seen[0] = True
+    frontier = np.zeros(1, dtype=np.int64)
+    depth = 0
+    while True:
+        rows = np.zeros(len(table), dtype=bool)
+        rows[row_of_state[frontier]] = True
+        reached = np.zeros(len(rowbase), dtype=bool)
+        reached[table[rows].ravel()] = True
+        new = np.flatnonzero(reached & ~seen)
+        if not len(new):
+            return depth
+        seen[new] = True
+        frontier = new
+        depth += 1
+
+
+@functools.cache
+def _identifier():  # -> _VectorIdentifier (a py3langid LanguageIdentifier)
+    """Load the py3langid model once per process (about 0.5 s), on first use.
+
+    ``functools.cache`` is the lazy module-level cache: importing this module stays cheap, and
+    every later call reuses the same read-only model. ``norm_probs=True`` makes the scores
+    probabilities, so the confidence can be compared with a threshold.
+    """
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    class _VectorIdentifier(LanguageIdentifier):
+        """py3langid with its byte-automaton walk done in numpy instead of a Python loop.
+
+        The automaton's state after byte i depends only on the last ``depth`` bytes (its
+        states stand for n-grams of at most ``depth`` bytes), so every position's state is
+        ``depth`` vectorised steps from the start state over its own window. The features
+        are then counted in order of first appearance, as py3langid's ``Counter`` does, so
+        the scores (a float32 dot product, whose rounding depends on the order) are the
+        same bits. ``tests/unit/test_language.py`` compares the two walks.
+
+        The feature weights are widened from float16 to float32 once (28 MB more per
+        process): numpy casts the gathered rows to float32 before the product anyway, and
+        that cast was most of the scoring time.
+        """
+
+        __slots__ = ("_depth", "_nextmove_np", "_output_np", "_rowbase_np")
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.nb_ptc = np.ascontiguousarray(self.nb_ptc, dtype=np.float32)
+            self._full_model = (self.nb_ptc, self.nb_pc, self.nb_classes)
+            self._nextmove_np = np.frombuffer(self.tk_nextmove, dtype=np.uint32)
+            self._rowbase_np = np.asarray(self._rowbase, dtype=np.int64)
+            self._output_np = np.asarray(self.tk_output, dtype=np.int64)
+            self._depth = _dfa_depth(self._nextmove_np, self._rowbase_np)
+
+        def _raw_score(self, text: bytes):
+            features = self.features(text)
+            if features is None:
+                return super()._raw_score(b"")  # py3langid's value for featureless text
+            index, counts = features
+            return np.log1p(counts) @ self.nb_ptc[index] + self.nb_pc
+
+        def features(self, text: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+            """(feature index, count as float32) in order of first appearance, or None."""
+            data = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+            n = len(data)
+            states = np.zeros(n, dtype=np.int64)
+            for back in range(min(self._depth, n) - 1, -1, -1):
+                # Positions i >= back read byte i - back; earlier ones have not started yet.
+                current = states[back:]
+                states[back:] = self._nextmove_np[self._rowbase_np[current] + data[: n - back]]
+            found = self._output_np[states]
+            found = found[found >= 0]
+            if not len(found):
+                return None
+            values, first, counts = np.unique(found, return_index=True, return_counts=True)
+            order = np.argsort(first, kind="stable")
+            return values[order].astype(np.intp), counts[order].astype(np.float32)
+
+    return _VectorIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def identify(text: str) -> LanguageGuess:
+    """Guess the language of ``text`` from its first ~600 characters.
+
+    Texts with fewer than 20 letters in that sample are ``LanguageGuess("und", 0.0)``. Model
+    labels without an ISO 639-1 code are mapped to their macrolanguage where one exists, else to
+    ``"und"`` with the model's confidence.
+    """
+    sample = text[:SAMPLE_CHARS]
+    if _ENOUGH_LETTERS.match(sample) is None:
+        return LanguageGuess(UNDETERMINED, 0.0)
+    label, score = _identifier().classify(sample)
+    confidence = min(1.0, max(0.0, float(score)))
+    code = _TO_ISO639_1.get(label, label)
+    if len(code) != 2:
+        code = UNDETERMINED
+    return LanguageGuess(code, confidence)
