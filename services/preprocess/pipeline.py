@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprints
-from services.preprocess.language import allowed, identify
+from services.preprocess.language import allowed, identify_batch
 from services.preprocess.normalize import normalize
 from services.preprocess.pii import redact
 from services.preprocess.quality import DEFAULT_QUALITY, QualityConfig, assess
@@ -116,7 +116,7 @@ def prepare_batch(
     texts = [normalised[i] for i in live]
     redactions = [redact(text) for text in texts]
     tokens = [count_tokens(r.text, config.tokenizer) for r in redactions]
-    guesses = [identify(text) for text in texts]
+    guesses = identify_batch(texts)
     folded = [text.lower() for text in texts]  # quality and the shingles read words from it
     verdicts = [
         assess(text, config.quality, folded=low) for text, low in zip(texts, folded, strict=True)
