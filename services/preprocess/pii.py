@@ -93,7 +93,7 @@ import math
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,10 +120,57 @@ SECRET_MIN_LENGTH = 16
 Span = tuple[int, int, str]
 
 # Decimal digits (what ``\d`` matches), as a lookup table over the BMP built by
-# the regex itself, so both always agree.
+# the regex itself, so both always agree.  No code point below U+0660 other than
+# ASCII "0"-"9" is a decimal digit (the unit tests check this against ``\d``), so
+# only characters from there on need the table.
 _DIGIT = re.compile(r"\d")
 _BMP_DIGIT = np.zeros(0x10000, dtype=bool)
 _BMP_DIGIT[[m.start() for m in _DIGIT.finditer("".join(map(chr, range(0x10000))))]] = True
+_FIRST_NON_ASCII_DIGIT = 0x660
+_NO_SPAN = 1 << 62  # "no such digits": wider than any width asked for
+
+
+def _finditer_at(
+    pattern: re.Pattern[str], text: str, candidates: Iterable[int]
+) -> Iterator[re.Match[str]]:
+    """Yield exactly what ``pattern.finditer(text)`` yields, trying ``pattern.match``
+    only at ``candidates``.
+
+    The fast path behind most detectors: ``re`` has no quick way to skip ahead
+    to a pattern that opens with a character class (``\\d``, ``[+0]``), so a
+    scan tries every offset of the text, while the few offsets where a match
+    can start are known from a cheaper look-up (digit runs from
+    ``_Text.digits``, or a scan for a literal such as ``(``).
+
+    Requirements: ``candidates`` ascend and include every ``pos`` at which
+    ``pattern.match(text, pos)`` succeeds (extra ones cost a failed match and
+    change nothing); the pattern cannot match the empty string.
+
+    Why this is exact: ``finditer`` yields the leftmost match that starts at or
+    after the end of the previous one (the first one from offset 0).  Here the
+    candidates before that end are skipped and the first one that matches is
+    taken, which is that leftmost match, as no match starts elsewhere.  And
+    ``pattern.match(text, pos)`` finds the very match a scan finds at ``pos``:
+    lookbehinds and ``\\b`` see the text before ``pos``, and lookaheads see the
+    whole text (no ``endpos`` is passed: that would cut them short).
+    """
+    end = 0
+    match = pattern.match
+    for pos in candidates:
+        if pos >= end:
+            m = match(text, pos)
+            if m is not None:
+                end = m.end()
+                yield m
+
+
+def _starts(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Where ``pattern`` (a literal and a lookahead, one character wide) matches, ascending.
+
+    Such a pattern starts with a literal, which ``re`` finds with a fast
+    character search, and its matches cannot overlap, so these are all the
+    offsets where it matches."""
+    return [m.start() for m in pattern.finditer(text)]
 
 
 class _Text:
@@ -132,16 +179,31 @@ class _Text:
     Most detectors need a few digits close together; ``digits_within`` answers
     "are there ``count`` digits within ``width`` characters anywhere?" from the
     positions of all digits, so a detector whose every match would need that can
-    skip its regex scans when the answer is no (most prose).
+    skip its regex scans when the answer is no (most prose).  ``run_starts``
+    lists where a match of a pattern that opens with a digit not preceded by a
+    word character can start, for :func:`_finditer_at`.
     """
 
-    __slots__ = ("_codes", "_digits", "_low", "text")
+    __slots__ = ("_bigrams", "_codes", "_digits", "_low", "_run_start", "_spans", "_utf8", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._utf8: bytes | None = None
         self._low: bytes | None = None
+        self._bigrams: frozenset[bytes] | None = None
         self._codes: np.ndarray | None = None
         self._digits: np.ndarray | None = None
+        self._run_start: np.ndarray | None = None
+        self._spans: dict[int, int] = {}
+
+    @property
+    def utf8(self) -> bytes:
+        """The text as UTF-8.  An ASCII needle occurs in it exactly where it occurs in
+        ``text`` (no byte of a multi-byte sequence is ASCII), and ``bytes`` searches
+        are faster than ``str`` ones for texts with non-Latin-1 characters."""
+        if self._utf8 is None:
+            self._utf8 = self.text.encode("utf-8", "surrogatepass")
+        return self._utf8
 
     @property
     def low(self) -> bytes:
@@ -151,8 +213,34 @@ class _Text:
         U+212A to "k" and U+0130 to "i" plus a combining dot among non-ASCII
         characters), at a third of the cost."""
         if self._low is None:
-            self._low = self.text.encode("utf-8", "surrogatepass").lower()
+            self._low = self.utf8.lower()
         return self._low
+
+    @property
+    def bigrams(self) -> frozenset[bytes]:
+        """Which of the two-character needles in _BIGRAMS occur in the text.
+
+        One vectorised pass over the UTF-8 bytes (read as big-endian 16-bit
+        numbers at even and at odd offsets, so every adjacent pair is one number)
+        answers for all of them at once, where a substring test per needle would
+        walk the whole text each time.  The needles are ASCII, so a pair of bytes
+        is a pair of characters."""
+        if self._bigrams is None:
+            data = self.utf8
+            if len(data) < 2:
+                self._bigrams = frozenset()
+            else:
+                even = np.frombuffer(data, dtype=">u2", count=len(data) // 2)
+                odd = np.frombuffer(data, dtype=">u2", offset=1, count=(len(data) - 1) // 2)
+                found = np.concatenate((even[_BIGRAM_TABLE[even]], odd[_BIGRAM_TABLE[odd]]))
+                self._bigrams = frozenset(
+                    code.to_bytes(2, "big") for code in np.unique(found).tolist()
+                )
+        return self._bigrams
+
+    def has_bigram(self, needles: frozenset[bytes]) -> bool:
+        """Whether one of ``needles`` (all in _BIGRAMS) occurs in the text."""
+        return not self.bigrams.isdisjoint(needles)
 
     @property
     def codes(self) -> np.ndarray:
@@ -168,35 +256,97 @@ class _Text:
 
     @property
     def digits(self) -> np.ndarray:
-        """Positions of the decimal digits, ascending."""
+        """Positions of the decimal digits, ascending.
+
+        ASCII digits are found by comparison; only the (usually few) characters
+        from U+0660 on are looked up in _BMP_DIGIT, or, if astral, matched one by
+        one (e.g. mathematical digits)."""
         if self._digits is None:
             codes = self.codes
-            if codes.dtype == np.uint8:
-                self._digits = np.flatnonzero((codes - 48) < 10)  # wraps below "0"
-            else:
-                astral = codes > 0xFFFF
-                if astral.any():  # e.g. mathematical digits: look the rare ones up one by one
-                    is_digit = np.zeros(len(codes), dtype=bool)
-                    is_digit[~astral] = _BMP_DIGIT[codes[~astral]]
-                    where = np.flatnonzero(astral)
-                    is_digit[where] = [
-                        _DIGIT.match(chr(code)) is not None for code in codes[where].tolist()
-                    ]
-                    self._digits = np.flatnonzero(is_digit)
-                else:
-                    self._digits = np.flatnonzero(_BMP_DIGIT[codes])
+            is_digit = (codes - 48) < 10  # wraps below "0"
+            if codes.dtype != np.uint8:
+                high = np.flatnonzero(codes >= _FIRST_NON_ASCII_DIGIT)
+                if len(high):
+                    high_codes = codes[high]
+                    bmp = high_codes <= 0xFFFF
+                    is_digit[high[bmp]] = _BMP_DIGIT[high_codes[bmp]]
+                    if not bmp.all():
+                        astral = high[~bmp]
+                        is_digit[astral] = [
+                            _DIGIT.match(chr(code)) is not None for code in codes[astral].tolist()
+                        ]
+            self._digits = np.flatnonzero(is_digit)
         return self._digits
 
-    def letters_then_digits(self) -> bool:
-        """Whether two ASCII capitals stand right before two digits ("DE89"), as at
-        the start of every IBAN."""
+    @property
+    def run_start(self) -> np.ndarray:
+        """For each entry of ``digits``, whether it starts a run of digits (the
+        character before it is not a digit)."""
+        if self._run_start is None:
+            digits = self.digits
+            start = np.ones(len(digits), dtype=bool)
+            start[1:] = digits[1:] != digits[:-1] + 1
+            self._run_start = start
+        return self._run_start
+
+    def run_starts(self, count: int = 1, width: int = 1) -> list[int]:
+        """Where runs of digits start that have ``count`` digits (counting on past
+        the run) within their first ``width`` characters, ascending.
+
+        Every match of a pattern that opens with ``\\d`` (or ``[1-9]``, ``0`` ...)
+        followed by a lookbehind refusing a word character before it starts at
+        one of these, provided every such match holds ``count`` digits within
+        its first ``width`` characters (see the ``_*_RUN`` constants)."""
+        digits = self.digits
+        n = len(digits) - count + 1
+        if n <= 0:
+            return []
+        ok = self.run_start[:n]
+        if count > 1:
+            ok = ok & (digits[count - 1 :] - digits[:n] < width)
+        return digits[:n][ok].tolist()
+
+    def zero_run_starts(self) -> list[int]:
+        """Where runs of digits start with an ASCII "0", ascending."""
+        digits = self.digits
+        starts = digits[self.run_start]
+        return starts[self.codes[starts] == 48].tolist()
+
+    def iban_starts(self) -> list[int]:
+        """Where two ASCII capitals stand right before two digits ("DE89"), as at the
+        start of every IBAN, ascending."""
         digits = self.digits
         pairs = digits[:-1][digits[1:] == digits[:-1] + 1]
         pairs = pairs[pairs >= 2]
         if not len(pairs):
-            return False
+            return []
         codes = self.codes
-        return bool((((codes[pairs - 1] - 65) < 26) & ((codes[pairs - 2] - 65) < 26)).any())
+        capitals = ((codes[pairs - 1] - 65) < 26) & ((codes[pairs - 2] - 65) < 26)
+        return (pairs[capitals] - 2).tolist()
+
+    def letters_then_digits(self) -> bool:
+        """Whether two ASCII capitals stand right before two digits ("DE89"), as at
+        the start of every IBAN."""
+        return bool(self.iban_starts())
+
+    def nino_starts(self) -> list[int]:
+        """Where a NINO can start: two characters before six digits in a row, or
+        three before three pairs of digits separated by single spaces; ascending,
+        possibly with offsets that hold no NINO."""
+        digits = self.digits
+        if len(digits) < 6:
+            return []
+        first = digits[:-5]
+        span = digits[5:] - first
+        compact = first[span == 5] - 2
+        spaced = first[span == 7]
+        if len(spaced):
+            codes = self.codes
+            spaced = spaced[(codes[spaced + 2] == 32) & (codes[spaced + 5] == 32)] - 3
+        if not len(spaced):
+            return compact[compact >= 0].tolist()
+        starts = np.union1d(compact, spaced)
+        return starts[starts >= 0].tolist()
 
     def nino_digits(self) -> bool:
         """Whether six digits stand as in a NINO: in a row, or as three pairs
@@ -215,11 +365,22 @@ class _Text:
         return bool(((codes[spaced + 2] == 32) & (codes[spaced + 5] == 32)).any())
 
     def digits_within(self, count: int, width: int) -> bool:
-        """Whether some ``width`` consecutive characters hold ``count`` or more digits."""
-        digits = self.digits
-        if len(digits) < count:
+        """Whether some ``width`` consecutive characters hold ``count`` or more digits.
+
+        The answer comes from the narrowest span of ``count`` consecutive digits
+        (computed once per count).  A span of more digits is never narrower, so
+        when seven digits are not within ``width`` characters, more are not
+        either: the detectors ask for 7 to 14 digits, and most texts are settled
+        by that one look-up."""
+        if count > 7 and not self.digits_within(7, width):
             return False
-        return bool((digits[count - 1 :] - digits[: len(digits) - count + 1] < width).any())
+        span = self._spans.get(count)
+        if span is None:
+            digits = self.digits
+            n = len(digits) - count + 1
+            span = int((digits[count - 1 :] - digits[:n]).min()) if n > 0 else _NO_SPAN
+            self._spans[count] = span
+        return span < width
 
 
 @dataclass(frozen=True)
@@ -274,6 +435,9 @@ IBAN_LENGTHS: dict[str, int] = {
     "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
     "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
+
+
+_IBAN_COUNTRIES = frozenset(country.encode() for country in IBAN_LENGTHS)
 
 
 def iban_mod97(compact: str) -> int:
@@ -552,16 +716,70 @@ _LOWER_NEEDLES = {
 }
 
 
+# Needles of the case-sensitive patterns, tested in _Text.utf8 (see there).
+_UTF8_NEEDLES = {
+    pattern: tuple(n.encode() for n in needles)
+    for needles, pattern, _, _ in _SPECIFIC_SECRETS
+    if not pattern.flags & re.IGNORECASE
+}
+
+# Per rule of _SPECIFIC_SECRETS, two-character strings one of which every match
+# contains (None: no such test, for the case-insensitive rule).  _Text.bigrams
+# tests them all in one pass; only a rule whose pair occurs goes on to its
+# needles (which stay the same, so a rule runs on no more and no fewer texts
+# than its needles allow) and its pattern.
+_SECRET_BIGRAMS: tuple[frozenset[bytes] | None, ...] = tuple(
+    None if pairs is None else frozenset(pair.encode() for pair in pairs)
+    for pairs in (
+        ("-B",),  # "-----BEGIN"
+        ("-B",),
+        ("yJ",),  # "eyJ"
+        ("AK", "AS", "AB", "AC", "AG", "AI", "AN", "AR", "AP"),  # "AKIA" ...
+        ("p_", "o_", "u_", "s_", "r_"),  # "ghp_" ...
+        ("b_",),  # "github_pat_"
+        ("xo",),  # "xoxb-"
+        ("k.",),  # "hooks.slack.com"
+        ("k_",),  # "sk_live_"
+        ("c_",),  # "whsec_"
+        ("Iz",),  # "AIza"
+        ("k-",),  # "sk-"
+        None,  # "bearer" / "basic", any case
+        (":/",),  # "://"
+    )
+)
+# A URL with user-info: the pattern opens with a character class, so it is only
+# tried where its scheme can start, 2 to 21 characters before a "://".
+_URL_PASSWORD_RULE = _SPECIFIC_SECRETS[-1][1]
+_SCHEME_END = re.compile(r":(?=//)")
+
+
+def _scheme_starts(text: str) -> list[int]:
+    """Where a match of _URL_PASSWORD_RULE can start: its scheme is a letter and 1
+    to 20 more characters, none of them ":", right before a "://"."""
+    starts: set[int] = set()
+    for colon in _starts(_SCHEME_END, text):
+        starts.update(range(max(0, colon - 21), colon - 1))
+    return sorted(starts)
+
+
 def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    for needles, pattern, group, check in _SPECIFIC_SECRETS:
+    for (needles, pattern, group, check), bigrams in zip(
+        _SPECIFIC_SECRETS, _SECRET_BIGRAMS, strict=True
+    ):
+        if bigrams is not None and not doc.has_bigram(bigrams):
+            continue  # no match without one of these pairs
         lower_needles = _LOWER_NEEDLES.get(pattern)
         if lower_needles is not None:
             if not any(n in doc.low for n in lower_needles):
                 continue
-        elif needles and not any(n in text for n in needles):
+        elif needles and not any(n in doc.utf8 for n in _UTF8_NEEDLES[pattern]):
             continue
-        for m in pattern.finditer(text):
+        if pattern is _URL_PASSWORD_RULE:
+            matches = _finditer_at(pattern, text, _scheme_starts(text))
+        else:
+            matches = pattern.finditer(text)
+        for m in matches:
             if check is None or check(m.group(group)):
                 yield m.span(group)
 
@@ -574,21 +792,51 @@ _SECRET_KEY_LAST_WORDS = (
 )  # fmt: skip
 
 
+# Operators that can be followed by a secret: the value after them (past spaces,
+# tabs and an opening quote) must be 16 or more characters without whitespace,
+# quotes or (bare) ",;".  Each pattern opens with a literal, which ``re`` finds
+# with a fast character search, so two scans cost far less than one with
+# _ASSIGN_OP (whose every match starts a Match object and some Python).  A ":"
+# may be followed by the "=" of ":=", a "=" by the ">" of "=>".
+_VALUE_AHEAD = r"""[ \t]*(?:"[^\s"]{16}|'[^\s']{16}|[^\s"',;]{16})"""
+_COLON_BEFORE_VALUE = re.compile(rf":(?==?{_VALUE_AHEAD})")
+_EQUALS_BEFORE_VALUE = re.compile(rf"=(?=>?{_VALUE_AHEAD})")
+
+
+def _assignment_ops(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of the matches of _ASSIGN_OP in ``text`` that can be followed
+    by a secret, ascending.
+
+    _ASSIGN_OP.finditer takes ":=" and "=>" whole, so its matches start at
+    every ":" and at every "=" not right after a ":" (one right after a ":" is
+    the second character of ":="), and end after the "=" of ":=", the ">" of
+    "=>" or the single character.  Of those, only the ones followed by a
+    possible value are listed: the others cannot pass _looks_secret.
+    """
+    ops = []
+    for start in sorted(_starts(_COLON_BEFORE_VALUE, text) + _starts(_EQUALS_BEFORE_VALUE, text)):
+        if text[start] == ":":
+            ops.append((start, start + 2 if text.startswith("=", start + 1) else start + 1))
+        elif not (start and text[start - 1] == ":"):
+            ops.append((start, start + 2 if text.startswith(">", start + 1) else start + 1))
+    return ops
+
+
 def _find_assigned_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    for op in _ASSIGN_OP.finditer(text):
-        before = text[max(0, op.start() - 72) : op.start()].rstrip(" \t")
+    for op_start, op_end in _assignment_ops(text):
+        before = text[max(0, op_start - 72) : op_start].rstrip(" \t")
         if before[-1:] in ("'", '"'):
             before = before[:-1]
         if not before[-11:].lower().endswith(_SECRET_KEY_LAST_WORDS):
             continue
-        k = _KEY_BEFORE.search(text, max(0, op.start() - 72), op.start())
+        k = _KEY_BEFORE.search(text, max(0, op_start - 72), op_start)
         if k is None:
             continue
         key = k.group().lower().replace("-", "_").replace(".", "_")
         if not _SECRET_KEY_SUFFIX.search(key):
             continue
-        v = _VALUE_AFTER.match(text, op.end())
+        v = _VALUE_AFTER.match(text, op_end)
         if v is None:
             continue
         name = next(n for n in ("dq", "sq", "bare") if v.group(n) is not None)
@@ -667,10 +915,12 @@ _IBAN_START = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}")
 
 def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    # Every match of _IBAN_START is two capitals and two digits.
-    if not doc.letters_then_digits():
+    # Only a match that starts with a registered country code can yield.
+    if not doc.has_bigram(_IBAN_COUNTRIES):
         return
-    for m in _IBAN_START.finditer(text):
+    # Every match of _IBAN_START is two capitals and two digits, so it starts at
+    # one of iban_starts (none in most texts).
+    for m in _finditer_at(_IBAN_START, text, doc.iban_starts()):
         length = IBAN_LENGTHS.get(m.group()[:2])
         if length is None:
             continue
@@ -723,6 +973,11 @@ _CARD = re.compile(
     r"(?!\w)"
 )
 
+# Every match of _CARD opens a run of digits (a digit before it would be a word
+# character) and holds 13 digits within its first 16 characters ("4-4-4-1"):
+# the arguments of _Text.run_starts that list where it can start.
+_CARD_RUN = (13, 16)
+
 # (prefix ranges, allowed lengths) per brand; prefixes compared on equal length.
 _IIN_RULES: tuple[tuple[tuple[tuple[int, int], ...], tuple[int, ...]], ...] = (
     (((4, 4),), (13, 16, 19)),  # Visa
@@ -752,10 +1007,11 @@ def card_brand_ok(compact: str) -> bool:
 
 def _find_cards(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    # Any match of _CARD has 13 or more digits within 23 characters.
+    # Any match of _CARD has 13 or more digits within 23 characters (within its
+    # first 16, see _CARD_RUN).
     if not doc.digits_within(13, 23):
         return
-    for m in _CARD.finditer(text):
+    for m in _finditer_at(_CARD, text, doc.run_starts(*_CARD_RUN)):
         start, end = m.span()
         if _digit_continues(text, end):
             continue
@@ -787,37 +1043,51 @@ _BSN_CUED = re.compile(
     r"(?i)\b(?:bsn|burgerservicenummer|sofinummer)\b[\s:#.]*"
     r"(\d{9}|\d{4}\.\d{2}\.\d{3}|\d{3}[ .]\d{3}[ .]\d{3})(?!\w)"
 )
+# _Text.run_starts arguments for _SSN, _STEUER_ID and _NIR: each match opens a
+# run of digits (its lookbehind refuses a word character, so a digit, before
+# it) and holds, within its first characters, 9 digits in 11 ("123-45-6789"),
+# 11 in 14 ("12 345 678 901") and 14 in 21 ("1 84 12 2A 451 089 46": the
+# fourteenth digit is the last character).
+_SSN_RUN = (9, 11)
+_STEUER_ID_RUN = (11, 14)
+_NIR_RUN = (14, 21)
 
 
 def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
-    text, low = doc.text, doc.low  # needles are ASCII, without "k", not ending in "i"
+    text = doc.text
     # Each pattern runs only if the digits its every match holds are there:
     # SSN 9 within 11 characters, NINO 6 (see nino_digits), Steuer-ID 11 within 14, NIR
-    # 14 within 21 (with 2A/2B), the cued SSN and BSN 9 in a row.
+    # 14 within 21 (with 2A/2B), the cued SSN and BSN 9 in a row.  The patterns that
+    # open with a character class are only tried where a match can start (see
+    # _finditer_at, _SSN_RUN, _Text.nino_starts).  The digit tests come before the
+    # needle tests in doc.low (needles are ASCII, without "k", not ending in "i"):
+    # both must pass, and the digit ones are cheaper and fail more often.
     if doc.digits_within(9, 11):
-        for m in _SSN.finditer(text):
+        for m in _finditer_at(_SSN, text, doc.run_starts(*_SSN_RUN)):
             d = m.group()
             if _ssn_valid(d[:3], d[4:6], d[7:]) and not _digit_continues(text, m.end()):
                 yield m.span()
-    if (b"ssn" in low or b"social security" in low) and doc.digits_within(9, 9):
+    if doc.digits_within(9, 9) and (b"ssn" in doc.low or b"social security" in doc.low):
         for m in _SSN_CUED.finditer(text):
             d = m.group(1)
             if _ssn_valid(d[:3], d[3:5], d[5:]):
                 yield m.span(1)
-    if doc.nino_digits():
-        for m in _NINO.finditer(text):
+    # Six digits within 8 characters, else no nino_starts (nor nino_digits()).
+    if doc.digits_within(6, 8):
+        for m in _finditer_at(_NINO, text, doc.nino_starts()):
             yield m.span()
     if doc.digits_within(11, 14):
-        for m in _STEUER_ID.finditer(text):
+        for m in _finditer_at(_STEUER_ID, text, doc.run_starts(*_STEUER_ID_RUN)):
             if not _digit_continues(text, m.end()) and steuer_id_valid(m.group().replace(" ", "")):
                 yield m.span()
     if doc.digits_within(14, 21):
-        for m in _NIR.finditer(text):
+        for m in _finditer_at(_NIR, text, doc.run_starts(*_NIR_RUN)):
             if not _digit_continues(text, m.end()) and nir_valid(m.group().replace(" ", "")):
                 yield m.span()
-    if not (b"bsn" in low or b"burgerservicenummer" in low or b"sofinummer" in low):
-        return
     if not doc.digits_within(9, 11):  # 9 digits, with at most two separators
+        return
+    low = doc.low
+    if not (b"bsn" in low or b"burgerservicenummer" in low or b"sofinummer" in low):
         return
     for m in _BSN_CUED.finditer(text):
         if bsn_valid(re.sub(r"\D", "", m.group(1))):
@@ -837,6 +1107,9 @@ _NUMBERING_CUE = re.compile(
 )
 # Every match of _IPV4 holds this; it opens with a literal, so the scan is quick.
 _IPV4_HINT = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
+# Every match of _IPV4 opens a run of digits and holds 4 digits within its first 7
+# characters ("1.2.3.4"): the _Text.run_starts arguments for where it can start.
+_IPV4_RUN = (4, 7)
 # Candidate: a run of hex digits, colons and dots with a colon among the first
 # five characters; ipaddress decides.
 _IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:[0-9A-Fa-f:.]{1,44}")
@@ -846,7 +1119,7 @@ def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     if _IPV4_HINT.search(text) is None:
         return
-    for m in _IPV4.finditer(text):
+    for m in _finditer_at(_IPV4, text, doc.run_starts(*_IPV4_RUN)):
         value = m.group()
         # Octets 0-255 without leading zeros ("010.1.1.1" is not written by tools).
         if any((len(o) > 1 and o[0] == "0") or int(o) > 255 for o in value.split(".")):
@@ -864,12 +1137,22 @@ _IPV6_FULL_HINT = re.compile(r":(?:[0-9A-Fa-f]{1,4}:){5}")
 _HEX_RUN_CHARS = "0123456789ABCDEFabcdef:."
 
 
-def _may_hold_ipv6(text: str) -> bool:
+_IPV6_FULL_HINT_UTF8 = re.compile(_IPV6_FULL_HINT.pattern.encode())
+
+
+def _may_hold_ipv6(text: str, utf8: bytes | None = None) -> bool:
     """Whether ``text`` can hold an address _find_ipv6 accepts: one without "::"
     (see _IPV6_FULL_HINT), or a "::" in a run of hex digits, colons and dots
     that has a decimal digit within 48 characters of it (an accepted candidate
-    is at most 49 characters long and holds a digit)."""
-    if _IPV6_FULL_HINT.search(text) is not None:
+    is at most 49 characters long and holds a digit).
+
+    ``utf8``, the text as UTF-8, if given, is searched for _IPV6_FULL_HINT
+    instead (faster): its classes are ASCII, so it matches the bytes exactly
+    where it matches the text."""
+    if utf8 is not None:
+        if _IPV6_FULL_HINT_UTF8.search(utf8) is not None:
+            return True
+    elif _IPV6_FULL_HINT.search(text) is not None:
         return True
     at = text.find("::")
     while at >= 0:
@@ -890,9 +1173,10 @@ def _is_netmask(value: str) -> bool:
 
 def _find_ipv6(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    if "::" not in text and text.count(":") < 7:
+    # The same tests on the UTF-8 bytes: "::" and ":" are ASCII.
+    if b"::" not in doc.bigrams and doc.utf8.count(b":") < 7:
         return
-    if not _may_hold_ipv6(text):
+    if not _may_hold_ipv6(text, doc.utf8):
         return
     for m in _IPV6.finditer(text):
         start, end = m.span()
@@ -1004,13 +1288,66 @@ _PHONE_PATTERNS = (
 # An accepted cued number has at least 7 digits within its 33 characters.
 _PHONE_BODY_WIDTH = 33
 
+# Where matches of the phone patterns can start, for _finditer_at.  Each pattern
+# opens with a character class and a lookbehind that refuses a word character
+# (so a digit) before it; what follows pins the start down further.
+_PLUS_BEFORE_DIGIT = re.compile(r"\+(?=[1-9])")
+_AREA_CODE_PAREN = re.compile(r"\((?=(?:[2-9]\d{2}|0\d{1,4})\))")
+_PLUS_BEFORE_BODY = re.compile(r"\+(?=[\d .\-/(])")
+_PAREN_BEFORE_BODY = re.compile(r"\((?=[\d .\-/])")
+
+
+def _intl_starts(doc: _Text) -> list[int]:
+    """_PHONE_INTL starts at a "+" before a digit 1-9, or at the "0" of "00" (a run
+    of digits, as no word character precedes it)."""
+    return sorted(_starts(_PLUS_BEFORE_DIGIT, doc.text) + doc.zero_run_starts())
+
+
+def _paren_starts(doc: _Text) -> list[int]:
+    """_PHONE_PAREN starts at the "(" of an area code "(415)" / "(030)", or at a "1"
+    one or two characters before it ("1(415)", "1 (415)")."""
+    starts = set()
+    for paren in _starts(_AREA_CODE_PAREN, doc.text):
+        starts.update(range(max(0, paren - 2), paren + 1))
+    return sorted(starts)
+
+
+def _nanp_starts(doc: _Text) -> list[int]:
+    """_PHONE_NANP opens a run of digits and holds 10 digits within its first 14
+    characters ("1-415-555-0132": the tenth is the thirteenth character)."""
+    return doc.run_starts(10, 14)
+
+
+def _trunk_starts(doc: _Text) -> list[int]:
+    """_PHONE_TRUNK opens a run of digits with "0"."""
+    return doc.zero_run_starts()
+
+
+def _body_starts(doc: _Text) -> list[int]:
+    """_PHONE_BODY starts at a "+" before a digit, "(", or one of " .-/"; at a "("
+    before a digit or one of " .-/"; or at the start of a run of digits followed by
+    another digit within 24 characters (the shortest match is a digit, five of
+    "0-9 .-/" and a digit, the longest 24 characters)."""
+    text = doc.text
+    return sorted(
+        _starts(_PLUS_BEFORE_BODY, text) + _starts(_PAREN_BEFORE_BODY, text) + doc.run_starts(2, 24)
+    )
+
+
+_PHONE_STARTS: dict[re.Pattern[str], Callable[[_Text], list[int]]] = {
+    _PHONE_INTL: _intl_starts,
+    _PHONE_PAREN: _paren_starts,
+    _PHONE_NANP: _nanp_starts,
+    _PHONE_TRUNK: _trunk_starts,
+}
+
 
 def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     for pattern, lo, hi, width in _PHONE_PATTERNS:
         if not doc.digits_within(lo, width):
             continue
-        for m in pattern.finditer(text):
+        for m in _finditer_at(pattern, text, _PHONE_STARTS[pattern](doc)):
             start, end = m.span()
             if pattern is _PHONE_INTL:
                 # 00-prefixed numbers carry two extra digits; "+" ones at most 15.
@@ -1023,7 +1360,7 @@ def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
             yield start, end
     if not doc.digits_within(7, _PHONE_BODY_WIDTH):
         return
-    for m in _PHONE_BODY.finditer(text):
+    for m in _finditer_at(_PHONE_BODY, text, _body_starts(doc)):
         start, end = m.span()
         if not _phone_candidate_ok(text, start, end, 7, 15):
             continue
@@ -1034,6 +1371,14 @@ def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
 # --------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------
+
+# The two-character needles _Text.bigrams looks for, as a table over all pairs
+# of bytes (read as big-endian 16-bit numbers).
+_BIGRAMS = frozenset().union(
+    *(pairs for pairs in _SECRET_BIGRAMS if pairs is not None), _IBAN_COUNTRIES, {b"::"}
+)
+_BIGRAM_TABLE = np.zeros(0x10000, dtype=bool)
+_BIGRAM_TABLE[[int.from_bytes(pair, "big") for pair in _BIGRAMS]] = True
 
 # (kind, finder) in priority order; earlier entries win overlaps.
 _DETECTORS: tuple[tuple[str, Callable[[_Text], Iterator[tuple[int, int]]]], ...] = (

@@ -16,10 +16,20 @@ from services.preprocess.pii_samples import clean_hard_negatives, generate
 from tests.unit import pii_reference
 
 
+def _outcome(module, text: str) -> tuple:
+    """What ``module.redact`` returns for ``text``, or the exception it raises (the
+    previous implementation raises on a few inputs, e.g. ``_is_netmask`` on
+    non-ASCII digits in " \u0663.0.0.0"; the new one must raise alike)."""
+    try:
+        spans = module.find_spans(text)
+        got = module.redact(text)
+    except Exception as exc:  # compared below, not handled
+        return ("raised", type(exc), str(exc))
+    return (spans, got.text, got.counts, got.spans)
+
+
 def _assert_same(text: str) -> None:
-    assert pii.find_spans(text) == pii_reference.find_spans(text), text
-    got, want = pii.redact(text), pii_reference.redact(text)
-    assert (got.text, got.counts, got.spans) == (want.text, want.counts, want.spans), text
+    assert _outcome(pii, text) == _outcome(pii_reference, text), text
 
 
 # Pieces that detectors look for, near misses of them and what sits around them.
@@ -146,3 +156,64 @@ def test_same_spans_on_bench_corpus() -> None:
     for text in documents:
         _assert_same(text)
         _assert_same(normalize(text))
+
+
+# --- the fast paths' own invariants, checked directly ---------------------------------------
+
+
+def _match_starts(pattern, text: str) -> set[int]:
+    return {pos for pos in range(len(text) + 1) if pattern.match(text, pos)}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_pii_text)
+def test_candidate_starts_cover_every_match(text: str) -> None:
+    doc = pii._Text(text)
+    cases = [
+        (pii._IBAN_START, doc.iban_starts()),
+        (pii._CARD, doc.run_starts(*pii._CARD_RUN)),
+        (pii._SSN, doc.run_starts(*pii._SSN_RUN)),
+        (pii._STEUER_ID, doc.run_starts(*pii._STEUER_ID_RUN)),
+        (pii._NIR, doc.run_starts(*pii._NIR_RUN)),
+        (pii._NINO, doc.nino_starts()),
+        (pii._IPV4, doc.run_starts(*pii._IPV4_RUN)),
+        (pii._PHONE_BODY, pii._body_starts(doc)),
+        (pii._URL_PASSWORD_RULE, pii._scheme_starts(text)),
+        *((pattern, starts(doc)) for pattern, starts in pii._PHONE_STARTS.items()),
+    ]
+    for pattern, candidates in cases:
+        assert candidates == sorted(set(candidates)), pattern.pattern
+        assert _match_starts(pattern, text) <= set(candidates), pattern.pattern
+        fast = [(m.span(), m.groups()) for m in pii._finditer_at(pattern, text, candidates)]
+        assert fast == [(m.span(), m.groups()) for m in pattern.finditer(text)], pattern.pattern
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_pii_text)
+def test_assignment_ops_are_the_operators_that_can_precede_a_secret(text: str) -> None:
+    ops = [m.span() for m in pii._ASSIGN_OP.finditer(text)]
+    listed = pii._assignment_ops(text)
+    assert set(listed) <= set(ops)
+    for start, end in ops:
+        v = pii._VALUE_AFTER.match(text, end)
+        if v is not None and pii._looks_secret(v.group(v.lastgroup)):
+            assert (start, end) in listed
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_pii_text)
+def test_bigrams_and_digit_spans(text: str) -> None:
+    doc = pii._Text(text)
+    assert doc.bigrams == {pair for pair in pii._BIGRAMS if pair.decode() in text}
+    for (_, pattern, _, _), pairs in zip(pii._SPECIFIC_SECRETS, pii._SECRET_BIGRAMS, strict=True):
+        if pairs is not None:
+            for m in pattern.finditer(text):
+                assert any(pair.decode() in m.group() for pair in pairs), pattern.pattern
+    digits = [i for i, c in enumerate(text) if c.isdecimal()]
+    assert doc.digits.tolist() == digits
+    for count in range(2, 16):
+        for width in (count, 8, 11, 14, 16, 21, 23, 33, 34):
+            expected = any(
+                digits[i + count - 1] - digits[i] < width for i in range(len(digits) - count + 1)
+            )
+            assert doc.digits_within(count, width) == expected, (count, width)
