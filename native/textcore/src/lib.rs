@@ -244,7 +244,7 @@ struct Repetition {
 fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> Vec<Repetition> {
     let total: u64 = lengths.iter().sum();
     let mut out = vec![Repetition::default(); max_n + 1];
-    if total == 0 || ids.is_empty() {
+    if total == 0 || ids.is_empty() || max_n == 0 {
         return out;
     }
     let mut prefix = Vec::with_capacity(lengths.len() + 1);
@@ -252,76 +252,79 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
     for &length in lengths {
         prefix.push(prefix.last().unwrap() + length);
     }
-    let measure = |n: usize, groups: &[(u64, &[u32])]| -> Repetition {
-        // groups: (hash, starts ascending) of the n-grams that occur at least twice.
+    // A level's repeated n-grams: their starts (ascending within a group) in one array, and
+    // per group (hash, from, to) into it.
+    let mut starts: Vec<u32> = Vec::with_capacity(ids.len());
+    let mut groups: Vec<(u64, usize, usize)> = Vec::new();
+    let mut sorted: Vec<u32> = Vec::with_capacity(ids.len());
+    let mut measure = |n: usize, starts: &[u32], groups: &[(u64, usize, usize)]| -> Repetition {
         if groups.is_empty() {
             return Repetition::default();
         }
         let (mut best_hash, mut best_count, mut best_start) = (u64::MAX, 0usize, 0u32);
-        let mut edges = vec![0i64; lengths.len() + 1];
-        for &(hash, starts) in groups {
-            if starts.len() > best_count || (starts.len() == best_count && hash < best_hash) {
-                best_count = starts.len();
+        for &(hash, from, to) in groups {
+            let count = to - from;
+            if count > best_count || (count == best_count && hash < best_hash) {
+                best_count = count;
                 best_hash = hash;
-                best_start = starts[0];
-            }
-            for &start in starts {
-                edges[start as usize] += 1;
-                edges[start as usize + n] -= 1;
+                best_start = starts[from];
             }
         }
-        let start = best_start as usize;
-        let chars = prefix[start + n] - prefix[start];
+        let first = best_start as usize;
+        let chars = prefix[first + n] - prefix[first];
         let top = ((chars * best_count as u64) as f64 / total as f64).min(1.0);
-        let mut depth = 0i64;
+        // Words covered by some repeated n-gram: the union of [start, start + n).
+        sorted.clear();
+        sorted.extend_from_slice(starts);
+        sorted.sort_unstable();
         let mut covered = 0u64;
-        for (edge, &length) in edges.iter().zip(lengths) {
-            depth += edge;
-            if depth > 0 {
-                covered += length;
+        let (mut open, mut close) = (sorted[0] as usize, sorted[0] as usize + n);
+        for &start in &sorted[1..] {
+            let start = start as usize;
+            if start > close {
+                covered += prefix[close] - prefix[open];
+                open = start;
             }
+            close = start + n;
         }
+        covered += prefix[close] - prefix[open];
         Repetition { top, duplicate: (covered as f64 / total as f64).min(1.0) }
     };
 
-    // Level 1: count the ids.
+    // Level 1: count the ids; the starts of each repeated id by a counting sort.
     let mut counts = vec![0u32; vocabulary];
     for &id in ids {
         counts[id as usize] += 1;
     }
-    // The starts of each repeated id, ascending, in one array (a counting sort).
-    let mut offsets = vec![0usize; vocabulary + 1];
+    let mut fill = vec![0usize; vocabulary];
     for (id, &count) in counts.iter().enumerate() {
-        offsets[id + 1] = offsets[id] + if count > 1 { count as usize } else { 0 };
+        if count > 1 {
+            fill[id] = starts.len();
+            let hash = HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id as u64);
+            groups.push((hash, starts.len(), starts.len() + count as usize));
+            starts.resize(starts.len() + count as usize, 0);
+        }
     }
-    let mut fill = offsets.clone();
-    let mut flat = vec![0u32; offsets[vocabulary]];
     for (i, &id) in ids.iter().enumerate() {
         if counts[id as usize] > 1 {
-            flat[fill[id as usize]] = i as u32;
+            starts[fill[id as usize]] = i as u32;
             fill[id as usize] += 1;
         }
     }
-    let groups: Vec<(u64, &[u32])> = (0..vocabulary)
-        .filter(|&id| counts[id] > 1)
-        .map(|id| {
-            let hash = HASH_SEED.wrapping_mul(HASH_MULT).wrapping_add(id as u64);
-            (hash, &flat[offsets[id]..offsets[id + 1]])
-        })
-        .collect();
-    if max_n >= 1 {
-        out[1] = measure(1, &groups);
-    }
+    out[1] = measure(1, &starts, &groups);
+
     // Levels 2..: split each repeated (n-1)-gram's starts by the word that follows; the
     // parts with 2+ starts are the repeated n-grams.
-    let mut groups: Vec<(u64, Vec<u32>)> = groups.into_iter().map(|(h, s)| (h, s.to_vec())).collect();
     let mut keyed: Vec<(u64, u32)> = Vec::new();
+    let mut next_starts: Vec<u32> = Vec::with_capacity(starts.len());
+    let mut next_groups: Vec<(u64, usize, usize)> = Vec::new();
     for n in 2..=max_n {
-        let mut next: Vec<(u64, Vec<u32>)> = Vec::new();
-        for (hash, starts) in &groups {
+        next_starts.clear();
+        next_groups.clear();
+        for &(hash, from, to) in &groups {
             keyed.clear();
             keyed.extend(
-                starts
+                starts[from..to]
                     .iter()
                     .filter(|&&start| start as usize + n <= ids.len())
                     .map(|&start| (ids[start as usize + n - 1], start)),
@@ -335,17 +338,19 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
                 }
                 if j - i > 1 {
                     let extended = hash.wrapping_mul(HASH_MULT).wrapping_add(keyed[i].0);
-                    next.push((extended, keyed[i..j].iter().map(|&(_, s)| s).collect()));
+                    let begin = next_starts.len();
+                    next_starts.extend(keyed[i..j].iter().map(|&(_, s)| s));
+                    next_groups.push((extended, begin, next_starts.len()));
                 }
                 i = j;
             }
         }
-        let views: Vec<(u64, &[u32])> = next.iter().map(|(h, s)| (*h, &s[..])).collect();
-        out[n] = measure(n, &views);
-        if next.is_empty() {
+        out[n] = measure(n, &next_starts, &next_groups);
+        if next_groups.is_empty() {
             break; // no longer n-gram repeats either
         }
-        groups = next;
+        std::mem::swap(&mut starts, &mut next_starts);
+        std::mem::swap(&mut groups, &mut next_groups);
     }
     out
 }
