@@ -220,22 +220,21 @@ class _Text:
     def bigrams(self) -> frozenset[bytes]:
         """Which of the two-character needles in _BIGRAMS occur in the text.
 
-        One vectorised pass over the UTF-8 bytes (read as big-endian 16-bit
-        numbers at even and at odd offsets, so every adjacent pair is one number)
-        answers for all of them at once, where a substring test per needle would
-        walk the whole text each time.  The needles are ASCII, so a pair of bytes
-        is a pair of characters."""
+        One vectorised pass over the UTF-8 bytes (read as little-endian 16-bit
+        numbers at even and at odd offsets, so every adjacent pair is one number,
+        looked up in _BIGRAM_TABLE) answers for all of them at once, where a
+        substring test per needle would walk the whole text each time.  The
+        needles are ASCII, so a pair of bytes is a pair of characters."""
         if self._bigrams is None:
             data = self.utf8
             if len(data) < 2:
                 self._bigrams = frozenset()
             else:
-                even = np.frombuffer(data, dtype=">u2", count=len(data) // 2)
-                odd = np.frombuffer(data, dtype=">u2", offset=1, count=(len(data) - 1) // 2)
-                found = np.concatenate((even[_BIGRAM_TABLE[even]], odd[_BIGRAM_TABLE[odd]]))
-                self._bigrams = frozenset(
-                    code.to_bytes(2, "big") for code in np.unique(found).tolist()
-                )
+                even = np.frombuffer(data, dtype="<u2", count=len(data) // 2)
+                odd = np.frombuffer(data, dtype="<u2", offset=1, count=(len(data) - 1) // 2)
+                found = set(even[_BIGRAM_TABLE.take(even)].tolist())
+                found.update(odd[_BIGRAM_TABLE.take(odd)].tolist())
+                self._bigrams = frozenset(code.to_bytes(2, "little") for code in found)
         return self._bigrams
 
     def has_bigram(self, needles: frozenset[bytes]) -> bool:
@@ -1373,12 +1372,12 @@ def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
 # --------------------------------------------------------------------------
 
 # The two-character needles _Text.bigrams looks for, as a table over all pairs
-# of bytes (read as big-endian 16-bit numbers).
+# of bytes (read as little-endian 16-bit numbers).
 _BIGRAMS = frozenset().union(
     *(pairs for pairs in _SECRET_BIGRAMS if pairs is not None), _IBAN_COUNTRIES, {b"::"}
 )
 _BIGRAM_TABLE = np.zeros(0x10000, dtype=bool)
-_BIGRAM_TABLE[[int.from_bytes(pair, "big") for pair in _BIGRAMS]] = True
+_BIGRAM_TABLE[[int.from_bytes(pair, "little") for pair in _BIGRAMS]] = True
 
 # (kind, finder) in priority order; earlier entries win overlaps.
 _DETECTORS: tuple[tuple[str, Callable[[_Text], Iterator[tuple[int, int]]]], ...] = (
