@@ -167,6 +167,17 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 key=envelope.key.encode(), value=encode(envelope), headers=fact_headers(envelope)
             )
 
+    async def dead_letter(event, reason: str) -> None:
+        await dead_letters.send(
+            key=event.key,
+            value=event.value,
+            headers=[
+                ("dead_letter.reason", reason.encode()),
+                ("dead_letter.consumer_group", pre.app_id.encode()),
+            ],
+        )
+        metrics.DEAD_LETTERS.labels(SERVICE, received.get_topic_name()).inc()
+
     @app.agent(received, concurrency=1)
     async def prepare(stream):
         async for event in stream.events():
@@ -174,18 +185,15 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 envelope = decode(event.value)
                 validate_envelope(envelope)
             except (FactDecodeError, FactValidationError) as error:
-                await dead_letters.send(
-                    key=event.key,
-                    value=event.value,
-                    headers=[
-                        ("dead_letter.reason", str(error).encode()),
-                        ("dead_letter.consumer_group", pre.app_id.encode()),
-                    ],
-                )
-                metrics.DEAD_LETTERS.labels(SERVICE, received.get_topic_name()).inc()
+                await dead_letter(event, str(error))
                 continue
-            with consuming(envelope, received.get_topic_name(), pre.app_id):
-                await prepare_one(envelope)
+            try:
+                with consuming(envelope, received.get_topic_name(), pre.app_id):
+                    await prepare_one(envelope)
+            except stages.PipelineError as error:
+                log.exception("dead-lettering %s", envelope.key)
+                await dead_letter(event, str(error))
+                continue
             metrics.FACTS_PROCESSED.labels(SERVICE, envelope.event_type).inc()
 
     async def prepare_one(envelope) -> None:

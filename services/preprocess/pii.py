@@ -1120,6 +1120,10 @@ def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
         return
     for m in _finditer_at(_IPV4, text, doc.run_starts(*_IPV4_RUN)):
         value = m.group()
+        # Tools print addresses in ASCII digits; "\\d" also matches other scripts' digits,
+        # which ipaddress rejects (a dotted number in Arabic-Indic digits is not an IP).
+        if not value.isascii():
+            continue
         # Octets 0-255 without leading zeros ("010.1.1.1" is not written by tools).
         if any((len(o) > 1 and o[0] == "0") or int(o) > 255 for o in value.split(".")):
             continue

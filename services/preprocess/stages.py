@@ -61,6 +61,12 @@ class StageContext:
 # -- prepare --------------------------------------------------------------------------
 
 
+class PipelineError(Exception):
+    """A pure stage raised on some document: a defect of the pipeline, not of the upload.
+    The service dead-letters the contribution's fact with this message (for an operator
+    to replay once the defect is fixed) instead of stopping every later contribution."""
+
+
 def _result_line(result: DocResult) -> bytes:
     return (
         json.dumps(
@@ -110,7 +116,14 @@ async def prepare(envelope: Envelope, ctx: StageContext) -> dict:
                 if batch is not None:
                     pending.append(loop.run_in_executor(ctx.pool, prepare_batch, batch, ctx.config))
                 if pending and (batch is None or len(pending) >= 2 * ctx.workers):
-                    for result in await pending.pop(0):
+                    try:
+                        results = await pending.pop(0)
+                    except Exception as error:  # a bug in a pure stage, not a bad upload
+                        raise PipelineError(
+                            f"the pipeline failed on contribution {received.contribution_id}: "
+                            f"{type(error).__name__}: {error}"
+                        ) from error
+                    for result in results:
                         documents += 1
                         await asyncio.to_thread(results_writer.write, _result_line(result))
                         if result.fingerprint is not None:

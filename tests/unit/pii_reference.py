@@ -1,7 +1,9 @@
 """The previous implementation of services.preprocess.pii, kept unchanged as the oracle of
 tests/unit/test_pii_equivalence.py: the optimised module must return exactly what this one
 returns (spans, kinds, redacted text, counts) for every input.  Do not optimise or edit this
-copy; its original docstring follows.
+copy.  One fix was made to both: an IPv4 candidate in non-ASCII digits ("\u0663.0.0.0")
+made ``ipaddress`` raise, failing the whole document; such candidates are now skipped.
+Its original docstring follows.
 
 Redaction of personal data and secrets in contributed text.
 
@@ -853,6 +855,10 @@ def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
         return
     for m in _IPV4.finditer(text):
         value = m.group()
+        # Tools print addresses in ASCII digits; "\\d" also matches other scripts' digits,
+        # which ipaddress rejects (a dotted number in Arabic-Indic digits is not an IP).
+        if not value.isascii():
+            continue
         # Octets 0-255 without leading zeros ("010.1.1.1" is not written by tools).
         if any((len(o) > 1 and o[0] == "0") or int(o) > 255 for o in value.split(".")):
             continue

@@ -426,3 +426,10 @@ def test_lower_needles_survive_ascii_lowering() -> None:
     assert all(b"k" not in n and not n.endswith(b"i") for n in needles)
     odd = {c for c in range(0x80, 0x110000) if any(ord(x) < 0x80 for x in chr(c).lower())}
     assert odd == {0x130, 0x212A}
+
+
+def test_dotted_numbers_in_other_scripts_digits_are_not_ip_addresses() -> None:
+    # "\d" matches Arabic-Indic digits; ipaddress rejects them, which used to raise here.
+    for text in (" \u0663.0.0.0", "\u0661\u0669\u0662.\u0661\u0666\u0668.\u0661.\u0661 is it"):
+        assert redact(text).counts == {}
+    assert redact("host 192.168.1.1 is it").counts == {"ipv4": 1}
