@@ -46,7 +46,8 @@ $(STAMP): pyproject.toml requirements.lock $(NATIVE_SOURCES)
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==80.9.0" "maturin==$(MATURIN_VERSION)"
 	$(PY) -m pip install --quiet --requirement requirements.lock
-	PATH="$(abspath $(VENV))/bin:$$PATH" MATURIN_PEP517_ARGS="--locked" $(PY) -m pip install --quiet --no-deps --no-build-isolation ./native/textcore
+	PATH="$(abspath $(VENV))/bin:$$PATH" MATURIN_PEP517_ARGS="--locked" CARGO_TARGET_DIR="$(abspath native/textcore/target)" \
+	  $(PY) -m pip install --quiet --no-deps --no-build-isolation --force-reinstall ./native/textcore
 	$(MAKE) --no-print-directory proto
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $@

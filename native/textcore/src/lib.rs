@@ -241,7 +241,13 @@ struct Repetition {
 /// same unless two different n-grams of one document collide in 64 bits. The hash of an n-gram is quality.py's
 /// ((SEED * M + id1) * M + id2) ... wrapping, and the top n-gram is, among those with the
 /// highest count, the one with the smallest hash, measured at its first occurrence.
-fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> Vec<Repetition> {
+fn repetition(
+    ids: &[u64],
+    vocabulary: usize,
+    lengths: &[u64],
+    max_n: usize,
+    wanted: impl Fn(usize) -> (bool, bool),
+) -> Vec<Repetition> {
     let total: u64 = lengths.iter().sum();
     let mut out = vec![Repetition::default(); max_n + 1];
     if total == 0 || ids.is_empty() || max_n == 0 {
@@ -257,10 +263,8 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
     let mut starts: Vec<u32> = Vec::with_capacity(ids.len());
     let mut groups: Vec<(u64, usize, usize)> = Vec::new();
     let mut sorted: Vec<u32> = Vec::with_capacity(ids.len());
-    let mut measure = |n: usize, starts: &[u32], groups: &[(u64, usize, usize)]| -> Repetition {
-        if groups.is_empty() {
-            return Repetition::default();
-        }
+    // The most frequent repeated n-gram (ties: the smallest hash), at its first occurrence.
+    let top_fraction = |n: usize, starts: &[u32], groups: &[(u64, usize, usize)]| -> f64 {
         let (mut best_hash, mut best_count, mut best_start) = (u64::MAX, 0usize, 0u32);
         for &(hash, from, to) in groups {
             let count = to - from;
@@ -272,7 +276,20 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
         }
         let first = best_start as usize;
         let chars = prefix[first + n] - prefix[first];
-        let top = ((chars * best_count as u64) as f64 / total as f64).min(1.0);
+        ((chars * best_count as u64) as f64 / total as f64).min(1.0)
+    };
+    let mut measure = |n: usize, starts: &[u32], groups: &[(u64, usize, usize)]| -> Repetition {
+        let (want_top, want_duplicate) = wanted(n);
+        if groups.is_empty() {
+            return Repetition::default();
+        }
+        let mut result = Repetition::default();
+        if want_top {
+            result.top = top_fraction(n, starts, groups);
+        }
+        if !want_duplicate {
+            return result;
+        }
         // Words covered by some repeated n-gram: the union of [start, start + n).
         sorted.clear();
         sorted.extend_from_slice(starts);
@@ -288,7 +305,8 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
             close = start + n;
         }
         covered += prefix[close] - prefix[open];
-        Repetition { top, duplicate: (covered as f64 / total as f64).min(1.0) }
+        result.duplicate = (covered as f64 / total as f64).min(1.0);
+        result
     };
 
     // Level 1: count the ids; the starts of each repeated id by a counting sort.
@@ -315,34 +333,48 @@ fn repetition(ids: &[u64], vocabulary: usize, lengths: &[u64], max_n: usize) -> 
 
     // Levels 2..: split each repeated (n-1)-gram's starts by the word that follows; the
     // parts with 2+ starts are the repeated n-grams.
-    let mut keyed: Vec<(u64, u32)> = Vec::new();
+    // Per following word: how often it follows this group's starts, and where its part goes
+    // (vocabulary-sized, reset after each group through `touched`).
+    let mut follow = vec![0u32; vocabulary];
+    let mut place = vec![0usize; vocabulary];
+    let mut touched: Vec<usize> = Vec::new();
     let mut next_starts: Vec<u32> = Vec::with_capacity(starts.len());
     let mut next_groups: Vec<(u64, usize, usize)> = Vec::new();
     for n in 2..=max_n {
         next_starts.clear();
         next_groups.clear();
         for &(hash, from, to) in &groups {
-            keyed.clear();
-            keyed.extend(
-                starts[from..to]
-                    .iter()
-                    .filter(|&&start| start as usize + n <= ids.len())
-                    .map(|&start| (ids[start as usize + n - 1], start)),
-            );
-            keyed.sort_unstable();
-            let mut i = 0;
-            while i < keyed.len() {
-                let mut j = i + 1;
-                while j < keyed.len() && keyed[j].0 == keyed[i].0 {
-                    j += 1;
+            let group = &starts[from..to];
+            touched.clear();
+            for &start in group {
+                if let Some(&id) = ids.get(start as usize + n - 1) {
+                    let id = id as usize;
+                    if follow[id] == 0 {
+                        touched.push(id);
+                    }
+                    follow[id] += 1;
                 }
-                if j - i > 1 {
-                    let extended = hash.wrapping_mul(HASH_MULT).wrapping_add(keyed[i].0);
-                    let begin = next_starts.len();
-                    next_starts.extend(keyed[i..j].iter().map(|&(_, s)| s));
-                    next_groups.push((extended, begin, next_starts.len()));
+            }
+            for &id in &touched {
+                let count = follow[id] as usize;
+                if count > 1 {
+                    place[id] = next_starts.len();
+                    let extended = hash.wrapping_mul(HASH_MULT).wrapping_add(id as u64);
+                    next_groups.push((extended, next_starts.len(), next_starts.len() + count));
+                    next_starts.resize(next_starts.len() + count, 0);
                 }
-                i = j;
+            }
+            for &start in group {
+                if let Some(&id) = ids.get(start as usize + n - 1) {
+                    let id = id as usize;
+                    if follow[id] > 1 {
+                        next_starts[place[id]] = start; // ascending: the group is
+                        place[id] += 1;
+                    }
+                }
+            }
+            for &id in &touched {
+                follow[id] = 0;
             }
         }
         out[n] = measure(n, &next_starts, &next_groups);
@@ -389,7 +421,9 @@ fn quality_measures(
         .collect();
     let n_ids = ids.len();
     let max_n = top_ns.iter().chain(&dup_ns).copied().max().unwrap_or(0);
-    let levels = repetition(&ids, vocabulary.len(), &lengths, max_n);
+    let levels = repetition(&ids, vocabulary.len(), &lengths, max_n, |n| {
+        (top_ns.contains(&n), dup_ns.contains(&n))
+    });
     let top: Vec<f64> = top_ns.iter().map(|&n| levels[n].top).collect();
     let dup: Vec<f64> = dup_ns.iter().map(|&n| levels[n].duplicate).collect();
     Ok((n_ids as u64, total, spaceless, counts, n_chars, lines, paragraphs, top, dup))
