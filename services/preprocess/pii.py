@@ -323,11 +323,6 @@ class _Text:
         capitals = ((codes[pairs - 1] - 65) < 26) & ((codes[pairs - 2] - 65) < 26)
         return (pairs[capitals] - 2).tolist()
 
-    def letters_then_digits(self) -> bool:
-        """Whether two ASCII capitals stand right before two digits ("DE89"), as at
-        the start of every IBAN."""
-        return bool(self.iban_starts())
-
     def nino_starts(self) -> list[int]:
         """Where a NINO can start: two characters before six digits in a row, or
         three before three pairs of digits separated by single spaces; ascending,
@@ -346,22 +341,6 @@ class _Text:
             return compact[compact >= 0].tolist()
         starts = np.union1d(compact, spaced)
         return starts[starts >= 0].tolist()
-
-    def nino_digits(self) -> bool:
-        """Whether six digits stand as in a NINO: in a row, or as three pairs
-        separated by single spaces."""
-        digits = self.digits
-        if len(digits) < 6:
-            return False
-        first = digits[:-5]
-        span = digits[5:] - first
-        if (span == 5).any():
-            return True
-        spaced = first[span == 7]
-        if not len(spaced):
-            return False
-        codes = self.codes
-        return bool(((codes[spaced + 2] == 32) & (codes[spaced + 5] == 32)).any())
 
     def digits_within(self, count: int, width: int) -> bool:
         """Whether some ``width`` consecutive characters hold ``count`` or more digits.
@@ -1055,7 +1034,7 @@ _NIR_RUN = (14, 21)
 def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     # Each pattern runs only if the digits its every match holds are there:
-    # SSN 9 within 11 characters, NINO 6 (see nino_digits), Steuer-ID 11 within 14, NIR
+    # SSN 9 within 11 characters, NINO 6 (see nino_starts), Steuer-ID 11 within 14, NIR
     # 14 within 21 (with 2A/2B), the cued SSN and BSN 9 in a row.  The patterns that
     # open with a character class are only tried where a match can start (see
     # _finditer_at, _SSN_RUN, _Text.nino_starts).  The digit tests come before the
@@ -1071,7 +1050,7 @@ def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
             d = m.group(1)
             if _ssn_valid(d[:3], d[3:5], d[5:]):
                 yield m.span(1)
-    # Six digits within 8 characters, else no nino_starts (nor nino_digits()).
+    # Six digits within 8 characters, else no nino_starts.
     if doc.digits_within(6, 8):
         for m in _finditer_at(_NINO, text, doc.nino_starts()):
             yield m.span()

@@ -4,73 +4,28 @@ A verbatim copy of ``services.preprocess.language``'s one-document ``identify`` 
 byte-automaton walk over one sample, py3langid's ``classify`` for the scoring) as it was before
 the batch API. ``tests/unit/test_language_batch.py`` checks that ``identify_batch`` and
 ``identify`` give the same codes and confidences as this on many texts. It loads its own copy
-of the model, so nothing here depends on the module it checks (except the result type).
+of the model; from the module it checks it takes only what the batch API left unchanged (the
+sample size, the letter rule, the label map, the automaton's depth, the result type).
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
 import numpy as np
 
-from services.preprocess.language import LanguageGuess
+# Unchanged by the batch API, so shared: the sample size, the letter rule, the label map and
+# the automaton's depth (test_language_batch.py checks the walks against py3langid's own).
+from services.preprocess.language import (
+    _ENOUGH_LETTERS,
+    _TO_ISO639_1,
+    SAMPLE_CHARS,
+    UNDETERMINED,
+    LanguageGuess,
+    _dfa_depth,
+)
 
 __all__ = ["identify"]
-
-# Only the head of a document is classified: about a hundred words identify a language as well
-# as a whole book does, and the cost of the model is linear in the input length (it was a
-# quarter of the pipeline's time at 2000 characters; `make bench` measures it).
-SAMPLE_CHARS = 600
-# Below this many letters the classifier is close to guessing (a name, a number, a title).
-MIN_LETTERS = 20
-
-UNDETERMINED = "und"
-
-# py3langid labels that are not ISO 639-1 codes but belong to a macrolanguage that has one.
-# Anything else without a two-letter code (e.g. "zxx" = no linguistic content, "grc" = Ancient
-# Greek) is reported as "und": the contract of LanguageGuess.code is ISO 639-1 or "und".
-_TO_ISO639_1 = {
-    "arz": "ar",  # Egyptian Arabic
-    "ary": "ar",  # Moroccan Arabic
-    "uzs": "uz",  # Southern Uzbek
-    "gug": "gn",  # Paraguayan Guarani
-    "fuv": "ff",  # Nigerian Fulfulde
-    "sdh": "ku",  # Southern Kurdish
-    "yue": "zh",  # Cantonese
-    "wuu": "zh",  # Wu Chinese
-}
-
-# Letters in any script: word characters that are neither digits nor underscore. The pattern
-# matches (at the start of a sample) exactly when the sample has at least MIN_LETTERS letters,
-# and stops reading at the last one it needs.
-_ENOUGH_LETTERS = re.compile(rf"[\W\d_]*(?:[^\W\d_][\W\d_]*){{{MIN_LETTERS}}}")
-
-
-def _dfa_depth(nextmove: np.ndarray, rowbase: np.ndarray) -> int:
-    """The depth of py3langid's byte automaton: the longest n-gram it tracks.
-
-    A breadth-first walk from the start state; the level at which no new state appears is
-    the length of the longest byte string a state stands for (6 for the shipped model).
-    States share rows of the transition table, so each level reads each row once.
-    """
-    table = nextmove.reshape(-1, 256)
-    row_of_state = rowbase >> 8
-    seen = np.zeros(len(rowbase), dtype=bool)
-    seen[0] = True
-    frontier = np.zeros(1, dtype=np.int64)
-    depth = 0
-    while True:
-        rows = np.zeros(len(table), dtype=bool)
-        rows[row_of_state[frontier]] = True
-        reached = np.zeros(len(rowbase), dtype=bool)
-        reached[table[rows].ravel()] = True
-        new = np.flatnonzero(reached & ~seen)
-        if not len(new):
-            return depth
-        seen[new] = True
-        frontier = new
-        depth += 1
 
 
 @functools.cache

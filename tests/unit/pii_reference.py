@@ -1,7 +1,10 @@
 """The previous implementation of services.preprocess.pii, kept unchanged as the oracle of
 tests/unit/test_pii_equivalence.py: the optimised module must return exactly what this one
-returns (spans, kinds, redacted text, counts) for every input.  Do not optimise or edit this
-copy.  One fix was made to both: an IPv4 candidate in non-ASCII digits ("\u0663.0.0.0")
+returns (spans, kinds, redacted text, counts) for every input.  What the optimisation
+changed (the text scans, the detectors and their orchestration) is kept here as it was; what
+it left unchanged (validators, patterns, constants) is imported from the module, which does
+not weaken the comparison: the detectors below call only those.  Do not optimise or edit
+this copy.  One fix was made to both: an IPv4 candidate in non-ASCII digits ("\u0663.0.0.0")
 made ``ipaddress`` raise, failing the whole document; such candidates are now skipped.
 Its original docstring follows.
 
@@ -96,41 +99,60 @@ accepted span of a higher-priority rule is dropped, see ``_DETECTORS``):
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
-KINDS = ("email", "phone", "ipv4", "ipv6", "card", "iban", "national_id", "secret")
-PLACEHOLDERS = {
-    "email": "[EMAIL]",
-    "phone": "[PHONE]",
-    "ipv4": "[IPV4]",
-    "ipv6": "[IPV6]",
-    "card": "[CARD]",
-    "iban": "[IBAN]",
-    "national_id": "[NATIONAL_ID]",
-    "secret": "[SECRET]",
-}
-
-# Bits per character a generic assigned value needs to count as a secret.
-# Random base62/base64/hex keys of >= 16 characters score 3.5-4.5; English
-# identifiers and words typically stay below, and the digit rule below does
-# the rest.
-SECRET_MIN_ENTROPY = 3.0
-SECRET_MIN_LENGTH = 16
-
-Span = tuple[int, int, str]
-
-# Decimal digits (what ``\d`` matches), as a lookup table over the BMP built by
-# the regex itself, so both always agree.
-_DIGIT = re.compile(r"\d")
-_BMP_DIGIT = np.zeros(0x10000, dtype=bool)
-_BMP_DIGIT[[m.start() for m in _DIGIT.finditer("".join(map(chr, range(0x10000))))]] = True
+from services.preprocess.pii import (  # unchanged by the optimisation: shared
+    _ASSIGN_OP,
+    _BMP_DIGIT,
+    _BSN_CUED,
+    _CARD,
+    _DIGIT,
+    _HEX_RUN_CHARS,
+    _IBAN_START,
+    _IPV4,
+    _IPV4_HINT,
+    _IPV6,
+    _IPV6_FULL_HINT,
+    _KEY_BEFORE,
+    _LOWER_NEEDLES,
+    _NINO,
+    _NIR,
+    _NUMBERING_CUE,
+    _PHONE_ANTI_CUE,
+    _PHONE_BODY,
+    _PHONE_BODY_WIDTH,
+    _PHONE_CUE_BEFORE,
+    _PHONE_INTL,
+    _PHONE_PATTERNS,
+    _SECRET_KEY_LAST_WORDS,
+    _SECRET_KEY_SUFFIX,
+    _SPECIFIC_SECRETS,
+    _SSN,
+    _SSN_CUED,
+    _STEUER_ID,
+    _VALUE_AFTER,
+    IBAN_LENGTHS,
+    PLACEHOLDERS,
+    Redaction,
+    Span,
+    _digit_continues,
+    _email_at,
+    _iban_body_end,
+    _is_netmask,
+    _looks_secret,
+    _phone_candidate_ok,
+    _ssn_valid,
+    bsn_valid,
+    card_brand_ok,
+    iban_mod97,
+    luhn_valid,
+    nir_valid,
+    steuer_id_valid,
+)
 
 
 class _Text:
@@ -229,334 +251,14 @@ class _Text:
         return bool((digits[count - 1 :] - digits[: len(digits) - count + 1] < width).any())
 
 
-@dataclass(frozen=True)
-class Redaction:
-    """The result of :func:`redact`.
-
-    ``text`` is the redacted text, ``counts`` maps each kind that occurred to
-    its number of redactions, ``spans`` lists ``(start, end, kind)`` of every
-    redaction in the *original* text, sorted by start.
-    """
-
-    text: str
-    counts: dict[str, int]
-    spans: tuple[Span, ...] = field(default=())
-
-
 # --------------------------------------------------------------------------
 # Validators
 # --------------------------------------------------------------------------
 
 
-def luhn_valid(digits: str) -> bool:
-    """Return True if ``digits`` (separators ' ' and '-' allowed) passes the Luhn check.
-
-    Strings with any other character, or fewer than two digits, are invalid.
-    """
-    compact = digits.replace(" ", "").replace("-", "")
-    if len(compact) < 2 or not compact.isascii() or not compact.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(compact)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-# Registered IBAN lengths (ISO 13616 registry): all SEPA countries plus the
-# other registry members commonly seen in European correspondence.
-IBAN_LENGTHS: dict[str, int] = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
-    "BH": 22, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22,
-    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27,
-    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28,
-    "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
-    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24,
-    "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24,
-    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31,
-    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
-    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-}  # fmt: skip
-
-
-def iban_mod97(compact: str) -> int:
-    """Return the ISO 7064 mod-97 remainder of an IBAN (country+check moved to the end).
-
-    ``compact`` must be upper-case alphanumeric without separators; a valid
-    IBAN gives 1.
-    """
-    rearranged = compact[4:] + compact[:4]
-    remainder = 0
-    for ch in rearranged:
-        # Letters count as two digits (A=10 ... Z=35).
-        value = ord(ch) - 48 if ch.isdigit() else ord(ch) - 55
-        remainder = (remainder * (100 if value > 9 else 10) + value) % 97
-    return remainder
-
-
-def iban_valid(candidate: str) -> bool:
-    """Return True if ``candidate`` is a valid IBAN.
-
-    Spaces are ignored and letters may be in either case; the country must be
-    registered, the length must match the country's and the mod-97 check must
-    give 1.
-    """
-    compact = candidate.replace(" ", "").upper()
-    if len(compact) < 5 or not compact.isascii() or not compact.isalnum():
-        return False
-    country, check = compact[:2], compact[2:4]
-    if not country.isalpha() or not check.isdigit():
-        return False
-    if IBAN_LENGTHS.get(country) != len(compact):
-        return False
-    return iban_mod97(compact) == 1
-
-
-def _ssn_valid(area: str, group: str, serial: str) -> bool:
-    return (
-        area != "000"
-        and area != "666"
-        and not area.startswith("9")
-        and group != "00"
-        and serial != "0000"
-    )
-
-
-def steuer_id_valid(digits: str) -> bool:
-    """Return True if ``digits`` is a valid German Steuer-Identifikationsnummer.
-
-    Eleven digits, the first not 0; among the first ten exactly one digit
-    occurs two or three times (never three in a row) and every other digit at
-    most once; the last digit is the ISO 7064 MOD 11,10 check digit.
-    """
-    if len(digits) != 11 or not digits.isascii() or not digits.isdigit() or digits[0] == "0":
-        return False
-    counts = Counter(digits[:10])
-    repeated = [d for d, c in counts.items() if c > 1]
-    if len(repeated) != 1 or counts[repeated[0]] > 3:
-        return False
-    if counts[repeated[0]] == 3 and repeated[0] * 3 in digits[:10]:
-        return False
-    product = 10
-    for ch in digits[:10]:
-        total = (int(ch) + product) % 10
-        if total == 0:
-            total = 10
-        product = (total * 2) % 11
-    check = 11 - product
-    if check == 10:
-        check = 0
-    return check == int(digits[10])
-
-
-def nir_valid(compact: str) -> bool:
-    """Return True if ``compact`` (15 chars, no spaces) is a valid French NIR.
-
-    Sex 1/2, year, month 01-12 (or 20-99: unknown or special), department
-    (two digits, or 2A/2B for Corsica), commune, order number and the key
-    ``97 - (number mod 97)`` where 2A counts as 19 and 2B as 18.
-    """
-    if len(compact) != 15 or not compact.isascii():
-        return False
-    body, key = compact[:13], compact[13:]
-    dept = body[5:7].upper()
-    if dept == "2A":
-        number = body[:5] + "19" + body[7:]
-    elif dept == "2B":
-        number = body[:5] + "18" + body[7:]
-    else:
-        number = body
-    if not number.isdigit() or not key.isdigit() or body[0] not in "12":
-        return False
-    month = int(body[3:5])
-    if month == 0 or 13 <= month <= 19:
-        return False
-    return 97 - int(number) % 97 == int(key)
-
-
-def bsn_valid(digits: str) -> bool:
-    """Return True if ``digits`` (nine digits) passes the Dutch BSN 11-test."""
-    if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True))
-    total -= int(digits[8])
-    return total % 11 == 0 and int(digits) != 0
-
-
-def shannon_entropy(value: str) -> float:
-    """Return the Shannon entropy of ``value`` in bits per character (0.0 for '')."""
-    if not value:
-        return 0.0
-    n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
-
-
 # --------------------------------------------------------------------------
 # Secrets
 # --------------------------------------------------------------------------
-
-_B64URL = r"[A-Za-z0-9_-]"
-
-# Each entry: (needles, pattern, group whose span is redacted, extra check on
-# that group).  A pattern only runs when one of its needles occurs in the text
-# (in the lower-cased text for the case-insensitive patterns, whose needles are
-# lower case): a substring test costs far less than a regex scan, and most
-# documents contain no secret at all.  Every needle is a literal that any match
-# of its pattern contains; no needles means the pattern always runs.
-_SecretRule = tuple[tuple[str, ...], re.Pattern[str], int, Callable[[str], bool] | None]
-_SPECIFIC_SECRETS: tuple[_SecretRule, ...] = (
-    (
-        ("PRIVATE KEY",),
-        re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-            r"[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-        ),
-        0,
-        None,
-    ),
-    # A truncated block (no END line) still leaks the key: take the body lines.
-    (
-        ("PRIVATE KEY",),
-        re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-            r"(?:(?:\r?\n|\\n)[ \t]*(?:[A-Za-z0-9+/=]{8,}|[A-Za-z-]+:[^\n\\]*))*"
-        ),
-        0,
-        None,
-    ),
-    (
-        ("eyJ",),
-        re.compile(rf"eyJ(?<![A-Za-z0-9_-]eyJ){_B64URL}{{5,}}\.{_B64URL}{{5,}}\.{_B64URL}*"),
-        0,
-        None,
-    ),
-    (
-        (),  # the pattern opens with the literal "A": scanning with it is as cheap as a test
-        re.compile(
-            r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA)"
-            r"[A-Z0-9]{16}(?![A-Za-z0-9])"
-        ),
-        0,
-        None,
-    ),
-    (
-        (),  # likewise with "gh"
-        re.compile(r"gh(?<![A-Za-z0-9_]gh)[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])"),
-        0,
-        None,
-    ),
-    (
-        ("github_pat_",),
-        re.compile(r"github_pat_(?<![A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{22,255}"),
-        0,
-        None,
-    ),
-    (
-        ("xox",),
-        re.compile(r"xox(?<![A-Za-z0-9-]xox)[abposre]-[A-Za-z0-9-]{10,}"),
-        0,
-        None,
-    ),
-    (
-        ("hooks.slack.com",),
-        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
-        0,
-        None,
-    ),
-    (
-        ("k_live_", "k_test_"),
-        re.compile(r"[spr]k_(?<![A-Za-z0-9_][spr]k_)(?:live|test)_[A-Za-z0-9]{16,}"),
-        0,
-        None,
-    ),
-    (
-        ("whsec_",),
-        re.compile(r"whsec_(?<![A-Za-z0-9_]whsec_)[A-Za-z0-9]{16,}"),
-        0,
-        None,
-    ),
-    (
-        ("AIza",),
-        re.compile(r"AIza(?<![A-Za-z0-9_-]AIza)[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
-        0,
-        None,
-    ),
-    (
-        ("sk-",),
-        re.compile(r"sk-(?<![A-Za-z0-9_-]sk-)(?:[a-z]{2,8}(?:\d\d)?-){0,2}[A-Za-z0-9_-]{20,}"),
-        0,
-        # "sk-" also starts ordinary hyphenated words: demand key material.
-        lambda v: (
-            any(c.isdigit() for c in v)
-            and any(c.isalpha() for c in v[3:])
-            and shannon_entropy(v[3:]) >= 3.5
-        ),
-    ),
-    (
-        ("bearer", "basic"),
-        re.compile(r"(?i)\b(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)"),
-        1,
-        lambda v: shannon_entropy(v) >= SECRET_MIN_ENTROPY,
-    ),
-    (
-        ("://",),
-        re.compile(r"(?<![\w+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]+:([^\s/@]+)@"),
-        1,
-        lambda v: not _URL_PASSWORD_PLACEHOLDER.fullmatch(v),
-    ),
-)
-
-_URL_PASSWORD_PLACEHOLDER = re.compile(
-    r"(?i)pass(?:word)?|pwd|secret|x+|\*+|<[^>]*>|\$\{[^}]*\}|\$\w+|\{\{.*\}\}|\[[A-Z_]+\]"
-)
-
-# `key = value`, `key: value`, `"key": "value"`, `key => value`, `--key=value`.
-# The operator is found first (a cheap one-character scan), then the key that
-# ends right before it and the value right after it.
-_ASSIGN_OP = re.compile(r":=|=>|=|:")
-_KEY_BEFORE = re.compile(r"(?<![\w.])[A-Za-z_][\w.-]{0,60}(?=[\"']?[ \t]*\Z)")
-_VALUE_AFTER = re.compile(
-    r"[ \t]*(?:\"(?P<dq>[^\"\n]{1,512})\"|'(?P<sq>[^'\n]{1,512})'|(?P<bare>[^\s\"',;]{1,512}))"
-)
-_SECRET_KEY_SUFFIX = re.compile(
-    r"(?:api_?key|access_?key(?:_?id)?|secret_?(?:access_?)?key|private_?key|signing_?key"
-    r"|encryption_?key|master_?key|auth_?key|client_?key|app_?key|secret|token|password"
-    r"|passwd|pwd|(?:^|_)pass|passphrase|credentials?|(?:^|_)auth)$"
-)
-_PLACEHOLDER_VALUE = re.compile(
-    r"(?i)(.)\1*|<.*>|\$\{.*\}|\{\{.*\}\}|%\(.*\)s|\$[A-Z_][A-Z0-9_]*|\[[A-Z_]+\]"
-    r"|.*(?:changeme|placeholder|your[_-]|xxxx|\*\*\*\*|redacted).*"
-)
-_PATH_LIKE = re.compile(
-    r"(?:^[/~.]|://|\\|\.(?:json|ya?ml|txt|pem|key|crt|cer|env|cfg|conf|ini|toml|py|js|ts)$)"
-)
-_CODE_LIKE = re.compile(r"[\w.]*[(\[{]|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
-
-
-def _looks_secret(value: str) -> bool:
-    if len(value) < SECRET_MIN_LENGTH or any(c.isspace() for c in value):
-        return False
-    if _PLACEHOLDER_VALUE.fullmatch(value) or _PATH_LIKE.search(value):
-        return False
-    if _CODE_LIKE.match(value):
-        return False
-    has_digit = any(c.isdigit() for c in value)
-    mixed_case = any(c.islower() for c in value) and any(c.isupper() for c in value)
-    if not (has_digit or (mixed_case and len(value) >= 20)):
-        return False
-    return shannon_entropy(value) >= SECRET_MIN_ENTROPY
-
-
-# Needles of the case-insensitive patterns, tested in _Text.low (see there).
-_LOWER_NEEDLES = {
-    pattern: tuple(n.encode() for n in needles)
-    for needles, pattern, _, _ in _SPECIFIC_SECRETS
-    if pattern.flags & re.IGNORECASE
-}
 
 
 def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -571,14 +273,6 @@ def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
         for m in pattern.finditer(text):
             if check is None or check(m.group(group)):
                 yield m.span(group)
-
-
-# The last word of every key _SECRET_KEY_SUFFIX accepts, lower case: a key can
-# only qualify if the text right before its operator ends with one of these.
-_SECRET_KEY_LAST_WORDS = (
-    "key", "id", "secret", "token", "password", "passwd", "pwd", "pass", "passphrase",
-    "credential", "credentials", "auth",
-)  # fmt: skip
 
 
 def _find_assigned_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -607,20 +301,6 @@ def _find_assigned_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
 # Email
 # --------------------------------------------------------------------------
 
-# Emails are anchored on "@" (found with str.find): the local part is matched
-# backwards from it, the domain forwards.
-_EMAIL_LOCAL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?\Z"
-)
-_EMAIL_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,24})(?![A-Za-z0-9-])"
-)
-_SSH_PATH = re.compile(r"~|[\w.-]*/")
-_FILE_EXTENSIONS = frozenset(
-    "png jpg jpeg gif svg webp bmp ico tif tiff pdf js mjs ts css scss html htm xml json "
-    "yml yaml md txt py rs go java zip gz tgz tar mp3 mp4 wav".split()
-)
-
 
 def _find_emails(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
@@ -632,44 +312,9 @@ def _find_emails(doc: _Text) -> Iterator[tuple[int, int]]:
             yield span
 
 
-def _email_at(text: str, at: int) -> tuple[int, int] | None:
-    domain = _EMAIL_DOMAIN.match(text, at + 1)
-    if domain is None:
-        return None
-    local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
-    if local is None:
-        return None
-    start, end = local.start(), domain.end()
-    if ".." in local.group() or domain.group("tld").lower() in _FILE_EXTENSIONS:
-        return None
-    # SSH remotes: git@github.com:org/repo.git
-    if text[end : end + 1] == ":" and _SSH_PATH.match(text, end + 1):
-        return None
-    if _in_url_authority(text, start):
-        return None
-    return start, end
-
-
-def _in_url_authority(text: str, pos: int) -> bool:
-    """True if ``pos`` lies between a URL's ``://`` and the end of its authority."""
-    lo = max(0, pos - 200)
-    chunk = text[lo:pos]
-    cut = max(chunk.rfind(c) for c in " \t\n\r<>\"'(")
-    chunk = chunk[cut + 1 :]
-    i = chunk.find("://")
-    if i < 0:
-        return False
-    return not any(c in chunk[i + 3 :] for c in "/?#")
-
-
 # --------------------------------------------------------------------------
 # IBAN
 # --------------------------------------------------------------------------
-
-# Patterns below open with a plain character class and put the "not preceded
-# by" test right after it (``X(?<!...X)``): the regex engine then skips ahead
-# with a fast character scan instead of trying the lookbehind at every offset.
-_IBAN_START = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}")
 
 
 def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -690,71 +335,9 @@ def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
             yield m.start(), end
 
 
-def _is_bban_char(ch: str) -> bool:
-    return ch.isascii() and (ch.isdigit() or ch.isupper())
-
-
-def _iban_boundary(text: str, end: int) -> bool:
-    return end >= len(text) or not text[end].isalnum()
-
-
-def _iban_body_end(text: str, pos: int, need: int) -> int | None:
-    """Return where an IBAN body of ``need`` characters starting at ``pos`` ends, if any."""
-    # Compact form.
-    chunk = text[pos : pos + need]
-    if len(chunk) == need and all(_is_bban_char(c) for c in chunk):
-        if _iban_boundary(text, pos + need):
-            return pos + need
-    # Printed form: groups of four after single spaces, the last group shorter.
-    got, i = 0, pos
-    while got < need:
-        if i >= len(text) or text[i] != " ":
-            return None
-        group = text[i + 1 : i + 1 + min(4, need - got)]
-        if len(group) < min(4, need - got) or not all(_is_bban_char(c) for c in group):
-            return None
-        got += len(group)
-        i += 1 + len(group)
-    return i if _iban_boundary(text, i) else None
-
-
 # --------------------------------------------------------------------------
 # Payment cards
 # --------------------------------------------------------------------------
-
-_CARD = re.compile(
-    r"\d(?<![\w.,/+-]\d)"
-    r"(?:\d{12,18}"
-    r"|\d{3}(?P<s1>[ -])\d{4}(?P=s1)\d{4}(?P=s1)\d{1,4}(?:(?P=s1)\d{1,3})?"
-    r"|\d{3}(?P<s2>[ -])\d{6}(?P=s2)\d{4,5})"
-    r"(?!\w)"
-)
-
-# (prefix ranges, allowed lengths) per brand; prefixes compared on equal length.
-_IIN_RULES: tuple[tuple[tuple[tuple[int, int], ...], tuple[int, ...]], ...] = (
-    (((4, 4),), (13, 16, 19)),  # Visa
-    (((51, 55), (2221, 2720)), (16,)),  # Mastercard
-    (((34, 34), (37, 37)), (15,)),  # American Express
-    (((6011, 6011), (644, 649), (65, 65)), (16, 17, 18, 19)),  # Discover
-    (((300, 305), (36, 36), (38, 39)), (14, 15, 16, 17, 18, 19)),  # Diners Club
-    (((3528, 3589),), (16, 17, 18, 19)),  # JCB
-    (((62, 62),), (16, 17, 18, 19)),  # UnionPay
-    (((5018, 5018), (5020, 5020), (5038, 5038), (5893, 5893)), (13, 16, 19)),  # Maestro
-    (((6304, 6304), (6759, 6759), (6761, 6763)), (13, 16, 19)),  # Maestro
-    (((2200, 2204),), (16, 17, 18, 19)),  # Mir
-)
-
-
-def card_brand_ok(compact: str) -> bool:
-    """Return True if the digits start with a known IIN and have a length that brand issues."""
-    for ranges, lengths in _IIN_RULES:
-        if len(compact) not in lengths:
-            continue
-        for lo, hi in ranges:
-            width = len(str(lo))
-            if lo <= int(compact[:width]) <= hi:
-                return True
-    return False
 
 
 def _find_cards(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -771,29 +354,9 @@ def _find_cards(doc: _Text) -> Iterator[tuple[int, int]]:
             yield start, end
 
 
-def _digit_continues(text: str, end: int) -> bool:
-    """True if the number ending at ``end`` continues as '.5', ',5', '-5', ':5', '/5'."""
-    return end + 1 < len(text) and text[end] in ".,-:/" and text[end + 1].isdigit()
-
-
 # --------------------------------------------------------------------------
 # National identifiers
 # --------------------------------------------------------------------------
-
-_SSN = re.compile(r"\d(?<![\w.-]\d)\d{2}([- ])\d{2}\1\d{4}(?!\w)")
-_SSN_CUED = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)[\s:#.]*(\d{9})\b")
-_NINO = re.compile(
-    r"[A-CEGHJ-PR-TW-Z](?<![\w-][A-Z])[A-CEGHJ-NPR-TW-Z](?<!BG|GB|KN|NK|NT|TN|ZZ)"
-    r"( ?)\d{2}\1\d{2}\1\d{2}\1[A-D](?![\w-])"
-)
-_STEUER_ID = re.compile(r"[1-9](?<![\w.,/-][1-9])\d( ?)\d{3}\1\d{3}\1\d{3}(?!\w)")
-_NIR = re.compile(
-    r"[12](?<![\w.,/-][12])( ?)\d{2}\1\d{2}\1(?:\d{2}|2[AB])\1\d{3}\1\d{3}\1\d{2}(?!\w)"
-)
-_BSN_CUED = re.compile(
-    r"(?i)\b(?:bsn|burgerservicenummer|sofinummer)\b[\s:#.]*"
-    r"(\d{9}|\d{4}\.\d{2}\.\d{3}|\d{3}[ .]\d{3}[ .]\d{3})(?!\w)"
-)
 
 
 def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -835,19 +398,6 @@ def _find_national_ids(doc: _Text) -> Iterator[tuple[int, int]]:
 # IP addresses
 # --------------------------------------------------------------------------
 
-_IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\w|\.\d)")
-# Words after which a dotted number is a version, section or figure number.
-_NUMBERING_CUE = re.compile(
-    r"(?i)(?:§+|\b(?:sections?|sect|sec|clauses?|art|articles?|chapters?|ch|para(?:graph)?s?"
-    r"|versions?|ver|v|releases?|rel|build|patch|hotfix|update|rev(?:ision)?|rules?|fig(?:ure)?s?|tables?|tab|items?|steps?"
-    r"|oid|no|nr|pp?|isbn|issn|sku|ref)\.?)[\s:#]*$"
-)
-# Every match of _IPV4 holds this; it opens with a literal, so the scan is quick.
-_IPV4_HINT = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
-# Candidate: a run of hex digits, colons and dots with a colon among the first
-# five characters; ipaddress decides.
-_IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:[0-9A-Fa-f:.]{1,44}")
-
 
 def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
@@ -869,12 +419,6 @@ def _find_ipv4(doc: _Text) -> Iterator[tuple[int, int]]:
         yield m.span()
 
 
-# Six hextets, each followed by a colon: in every address written without "::"
-# (eight hextets, or six and an IPv4 tail).
-_IPV6_FULL_HINT = re.compile(r":(?:[0-9A-Fa-f]{1,4}:){5}")
-_HEX_RUN_CHARS = "0123456789ABCDEFabcdef:."
-
-
 def _may_hold_ipv6(text: str) -> bool:
     """Whether ``text`` can hold an address _find_ipv6 accepts: one without "::"
     (see _IPV6_FULL_HINT), or a "::" in a run of hex digits, colons and dots
@@ -892,11 +436,6 @@ def _may_hold_ipv6(text: str) -> bool:
             return True
         at = text.find("::", at + 1)
     return False
-
-
-def _is_netmask(value: str) -> bool:
-    bits = int(ipaddress.IPv4Address(value))
-    return value.startswith("255.") and ((~bits & 0xFFFFFFFF) + 1) & (~bits & 0xFFFFFFFF) == 0
 
 
 def _find_ipv6(doc: _Text) -> Iterator[tuple[int, int]]:
@@ -929,91 +468,6 @@ def _find_ipv6(doc: _Text) -> Iterator[tuple[int, int]]:
 # --------------------------------------------------------------------------
 # Phone numbers
 # --------------------------------------------------------------------------
-
-_PHONE_INTL = re.compile(
-    r"[+0](?<![\w+][+0])(?:(?<=\+)|(?<=0)0(?=[1-9]))"
-    r"[1-9]\d{0,2}(?:[ .\-/]?\(\d{1,5}\)|[ .\-/]?\d{1,15}){1,8}"
-)
-_PHONE_PAREN = re.compile(
-    r"[1(](?<![\w.+\-/][1(])(?:(?<=1)[ .-]?\(|(?<=\())"
-    r"(?:[2-9]\d{2}|0\d{1,4})\)[ .\-]?\d{2,5}(?:[ .\-]\d{2,5}){0,3}"
-)
-_PHONE_NANP = re.compile(
-    r"\d(?<![\w.+\-/]\d)(?:(?<=1)[ .-][2-9]\d{2}|(?<=[2-9])\d{2})([ .-])[2-9]\d{2}\1\d{4}"
-)
-_PHONE_TRUNK = re.compile(r"0(?<![\w.+\-/]0)[1-9]\d{0,3}(?:[ .\-/]\d{2,8}){1,4}")
-# Any 7-15 digit number counts as a phone when a phone word precedes it.
-_PHONE_BODY = re.compile(
-    r"[+(\d](?<![\w.+\-/][+(\d])"
-    r"(?:(?<=\+)(?:\(\d{1,5}\)[ .\-]?)?\d|(?<=\()\d{1,5}\)[ .\-]?\d|)[\d .\-/]{5,22}\d"
-)
-_PHONE_CUE_BEFORE = re.compile(
-    r"(?i)\b(?:tel(?:ephone|efon)?|t[ée]l|phone|ph|mobile?|mob|cell(?:phone)?|fax|call(?:ed)?"
-    r"|ring|dial|handy|whatsapp|sms|text|contact number)\b\.?[^\d+(\n]{0,25}\Z"
-)
-# Words after which a number is a product/reference/section number, not a phone.
-_PHONE_ANTI_CUE = re.compile(
-    r"(?i)(?:§+|#|\b(?:isbn(?:-1[03])?|issn|sku|ean|upc|gtin|p/?n|part(?: no| number)?"
-    r"|art(?:ikel)?[.-]?\s?nr|order(?: no| number| id)?|invoice|inv|ref(?:erence)?|serial|s/n"
-    r"|model|item|lot|batch|doi|version|ver|case|ticket|tracking|account|acct|policy|id|no|nr"
-    r"|sections?|clause|article|chapter|pp?)\.?)[\s:#.-]*$"
-)
-_DATE_INSIDE = re.compile(
-    r"(?<!\d)(?:\d{1,2}([./-])\d{1,2}\1(?:1[89]|20)\d{2}|(?:1[89]|20)\d{2}([./-])\d{1,2}\2\d{1,2})"
-    r"(?!\d)"
-)
-# "03/2024-117": month/year at the start is a file or period reference.
-_MONTH_YEAR_START = re.compile(r"\d{1,2}[./-](?:1[89]|20)\d{2}(?!\d)")
-_YEAR_RANGE = re.compile(r"(?:1[89]|20)\d{2}\s?[-/]\s?(?:(?:1[89]|20)\d{2}|\d{2})")
-
-
-_ZIP_PLUS_FOUR = re.compile(r"\d{5}-\d{4}")
-_STATE_BEFORE = re.compile(r"\b[A-Z]{2}[ ,]+$")
-
-
-def _phone_candidate_ok(text: str, start: int, end: int, min_digits: int, max_digits: int) -> bool:
-    value = text[start:end]
-    digits = sum(c.isdigit() for c in value) - value.count("(0)")
-    if not min_digits <= digits <= max_digits:
-        return False
-    if end < len(text) and (text[end].isalnum() or text[end] == "_"):
-        return False
-    if _digit_continues(text, end):
-        return False
-    # A number right after "12:" is part of a time or a ratio; one right after
-    # "4972 " or "AA1 " is the tail of a longer code or card-like number.
-    if start >= 2 and text[start - 1] in ": .-/" and text[start - 2].isdigit():
-        return False
-    if _DATE_INSIDE.search(value) or _YEAR_RANGE.fullmatch(value):
-        return False
-    if _MONTH_YEAR_START.match(value):
-        return False
-    # A US ZIP+4 code ("MA 02110-1301") in a postal address is not a phone.
-    if _ZIP_PLUS_FOUR.fullmatch(value.strip()) and _STATE_BEFORE.search(
-        text[max(0, start - 4) : start]
-    ):
-        return False
-    # Dotted numbers are phones only when dots are the only separator
-    # ("06.12.34.56.78"); "0.25 0.50", "1.2 3.4" are tables and versions.
-    body = value.lstrip("+")
-    seps = {c for c in body if not c.isdigit() and c not in "()"}
-    return not ("." in seps and len(seps) > 1)
-
-
-# (pattern, fewest and most digits, a width within which every accepted number
-# has its fewest digits): a pattern runs only if the text has that many digits
-# that close together. Between the first and the eighth digit of an accepted
-# international number are at most 24 other characters (8 groups, each with a
-# separator and parentheses); the others have at most 7 (PAREN), 3 (NANP) and
-# 4 (TRUNK) other characters in all.
-_PHONE_PATTERNS = (
-    (_PHONE_INTL, 8, 17, 34),
-    (_PHONE_PAREN, 9, 12, 16),
-    (_PHONE_NANP, 10, 11, 13),
-    (_PHONE_TRUNK, 9, 12, 13),
-)
-# An accepted cued number has at least 7 digits within its 33 characters.
-_PHONE_BODY_WIDTH = 33
 
 
 def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:

@@ -390,10 +390,10 @@ def test_digit_prefilters_agree_with_the_patterns(text: str) -> None:
             sum(c.isdecimal() for c in text[i : i + width]) >= count for i in range(len(text))
         )
         assert doc.digits_within(count, width) == expected
-    if pii._IBAN_START.search(text):
-        assert doc.letters_then_digits()
-    if pii._NINO.search(text):
-        assert doc.nino_digits()
+    for m in pii._IBAN_START.finditer(text):
+        assert m.start() in doc.iban_starts()
+    for m in pii._NINO.finditer(text):
+        assert m.start() in doc.nino_starts()
     if pii._CARD.search(text):
         assert doc.digits_within(13, 23)
     for pattern, lo, _, width in pii._PHONE_PATTERNS:
