@@ -88,6 +88,7 @@ accepted span of a higher-priority rule is dropped, see ``_DETECTORS``):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
@@ -97,6 +98,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import tt_textcore
+
+from services.preprocess.textcore import without_surrogates
 
 KINDS = ("email", "phone", "ipv4", "ipv6", "card", "iban", "national_id", "secret")
 PLACEHOLDERS = {
@@ -119,15 +123,17 @@ SECRET_MIN_LENGTH = 16
 
 Span = tuple[int, int, str]
 
-# Decimal digits (what ``\d`` matches), as a lookup table over the BMP built by
-# the regex itself, so both always agree.  No code point below U+0660 other than
-# ASCII "0"-"9" is a decimal digit (the unit tests check this against ``\d``), so
-# only characters from there on need the table.
 _DIGIT = re.compile(r"\d")
-_BMP_DIGIT = np.zeros(0x10000, dtype=bool)
-_BMP_DIGIT[[m.start() for m in _DIGIT.finditer("".join(map(chr, range(0x10000))))]] = True
-_FIRST_NON_ASCII_DIGIT = 0x660
-_NO_SPAN = 1 << 62  # "no such digits": wider than any width asked for
+
+
+@functools.cache
+def _digit_table() -> bytes:
+    """One byte per code point, 1 for a decimal digit: what ``\\d`` matches, found by the
+    regex itself, so the native index and the patterns agree on every character."""
+    every = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    table = np.zeros(0x110000, dtype=np.uint8)
+    table[[m.start() for m in _DIGIT.finditer(every)]] = 1
+    return table.tobytes()
 
 
 def _finditer_at(
@@ -177,24 +183,22 @@ class _Text:
     """A text and what several detectors look up in it, each computed at most once.
 
     Most detectors need a few digits close together; ``digits_within`` answers
-    "are there ``count`` digits within ``width`` characters anywhere?" from the
-    positions of all digits, so a detector whose every match would need that can
-    skip its regex scans when the answer is no (most prose).  ``run_starts``
-    lists where a match of a pattern that opens with a digit not preceded by a
-    word character can start, for :func:`_finditer_at`.
+    "are there ``count`` digits within ``width`` characters anywhere?", so a
+    detector whose every match would need that can skip its regex scans when the
+    answer is no (most prose).  ``run_starts`` lists where a match of a pattern
+    that opens with a digit not preceded by a word character can start, for
+    :func:`_finditer_at`.  ``has_pairs`` tells whether a group of two-character
+    needles (``_PAIR_GROUPS``) occurs.  All of these come from one native pass
+    over the text (``tt_textcore.digit_index``, native/textcore/src/pii.rs).
     """
 
-    __slots__ = ("_bigrams", "_codes", "_digits", "_low", "_run_start", "_spans", "_utf8", "text")
+    __slots__ = ("_index", "_low", "_utf8", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._utf8: bytes | None = None
         self._low: bytes | None = None
-        self._bigrams: frozenset[bytes] | None = None
-        self._codes: np.ndarray | None = None
-        self._digits: np.ndarray | None = None
-        self._run_start: np.ndarray | None = None
-        self._spans: dict[int, int] = {}
+        self._index: tt_textcore.DigitIndex | None = None
 
     @property
     def utf8(self) -> bytes:
@@ -217,76 +221,27 @@ class _Text:
         return self._low
 
     @property
-    def bigrams(self) -> frozenset[bytes]:
-        """Which of the two-character needles in _BIGRAMS occur in the text.
-
-        One vectorised pass over the UTF-8 bytes (read as little-endian 16-bit
-        numbers at even and at odd offsets, so every adjacent pair is one number,
-        looked up in _BIGRAM_TABLE) answers for all of them at once, where a
-        substring test per needle would walk the whole text each time.  The
-        needles are ASCII, so a pair of bytes is a pair of characters."""
-        if self._bigrams is None:
-            data = self.utf8
-            if len(data) < 2:
-                self._bigrams = frozenset()
-            else:
-                even = np.frombuffer(data, dtype="<u2", count=len(data) // 2)
-                odd = np.frombuffer(data, dtype="<u2", offset=1, count=(len(data) - 1) // 2)
-                found = set(even[_BIGRAM_TABLE.take(even)].tolist())
-                found.update(odd[_BIGRAM_TABLE.take(odd)].tolist())
-                self._bigrams = frozenset(code.to_bytes(2, "little") for code in found)
-        return self._bigrams
-
-    def has_bigram(self, needles: frozenset[bytes]) -> bool:
-        """Whether one of ``needles`` (all in _BIGRAMS) occurs in the text."""
-        return not self.bigrams.isdisjoint(needles)
+    def index(self) -> tt_textcore.DigitIndex:
+        """The native index of the digits and needle pairs.  A lone surrogate (which
+        no decoded upload holds, and which UTF-8 cannot carry) is indexed as U+FFFD:
+        neither is a digit nor ASCII, so every answer is the same."""
+        if self._index is None:
+            try:
+                self._index = tt_textcore.digit_index(self.text, _digit_table(), _pair_table())
+            except UnicodeEncodeError:
+                self._index = tt_textcore.digit_index(
+                    without_surrogates(self.text), _digit_table(), _pair_table()
+                )
+        return self._index
 
     @property
-    def codes(self) -> np.ndarray:
-        """The code points (uint8 for ASCII text, else uint32)."""
-        if self._codes is None:
-            text = self.text
-            if text.isascii():
-                self._codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-            else:
-                encoded = text.encode("utf-32-le", "surrogatepass")
-                self._codes = np.frombuffer(encoded, dtype=np.uint32)
-        return self._codes
+    def digits(self) -> list[int]:
+        """Positions of the decimal digits, ascending."""
+        return self.index.digits()
 
-    @property
-    def digits(self) -> np.ndarray:
-        """Positions of the decimal digits, ascending.
-
-        ASCII digits are found by comparison; only the (usually few) characters
-        from U+0660 on are looked up in _BMP_DIGIT, or, if astral, matched one by
-        one (e.g. mathematical digits)."""
-        if self._digits is None:
-            codes = self.codes
-            is_digit = (codes - 48) < 10  # wraps below "0"
-            if codes.dtype != np.uint8:
-                high = np.flatnonzero(codes >= _FIRST_NON_ASCII_DIGIT)
-                if len(high):
-                    high_codes = codes[high]
-                    bmp = high_codes <= 0xFFFF
-                    is_digit[high[bmp]] = _BMP_DIGIT[high_codes[bmp]]
-                    if not bmp.all():
-                        astral = high[~bmp]
-                        is_digit[astral] = [
-                            _DIGIT.match(chr(code)) is not None for code in codes[astral].tolist()
-                        ]
-            self._digits = np.flatnonzero(is_digit)
-        return self._digits
-
-    @property
-    def run_start(self) -> np.ndarray:
-        """For each entry of ``digits``, whether it starts a run of digits (the
-        character before it is not a digit)."""
-        if self._run_start is None:
-            digits = self.digits
-            start = np.ones(len(digits), dtype=bool)
-            start[1:] = digits[1:] != digits[:-1] + 1
-            self._run_start = start
-        return self._run_start
+    def has_pairs(self, group: int) -> bool:
+        """Whether one of the two-character needles of ``_PAIR_GROUPS[group]`` occurs."""
+        return bool(self.index.groups >> group & 1)
 
     def run_starts(self, count: int = 1, width: int = 1) -> list[int]:
         """Where runs of digits start that have ``count`` digits (counting on past
@@ -296,69 +251,27 @@ class _Text:
         followed by a lookbehind refusing a word character before it starts at
         one of these, provided every such match holds ``count`` digits within
         its first ``width`` characters (see the ``_*_RUN`` constants)."""
-        digits = self.digits
-        n = len(digits) - count + 1
-        if n <= 0:
-            return []
-        ok = self.run_start[:n]
-        if count > 1:
-            ok = ok & (digits[count - 1 :] - digits[:n] < width)
-        return digits[:n][ok].tolist()
+        return self.index.run_starts(count, width)
 
     def zero_run_starts(self) -> list[int]:
         """Where runs of digits start with an ASCII "0", ascending."""
-        digits = self.digits
-        starts = digits[self.run_start]
-        return starts[self.codes[starts] == 48].tolist()
+        return self.index.zero_run_starts()
 
     def iban_starts(self) -> list[int]:
         """Where two ASCII capitals stand right before two digits ("DE89"), as at the
         start of every IBAN, ascending."""
-        digits = self.digits
-        pairs = digits[:-1][digits[1:] == digits[:-1] + 1]
-        pairs = pairs[pairs >= 2]
-        if not len(pairs):
-            return []
-        codes = self.codes
-        capitals = ((codes[pairs - 1] - 65) < 26) & ((codes[pairs - 2] - 65) < 26)
-        return (pairs[capitals] - 2).tolist()
+        return self.index.iban_starts()
 
     def nino_starts(self) -> list[int]:
         """Where a NINO can start: two characters before six digits in a row, or
         three before three pairs of digits separated by single spaces; ascending,
         possibly with offsets that hold no NINO."""
-        digits = self.digits
-        if len(digits) < 6:
-            return []
-        first = digits[:-5]
-        span = digits[5:] - first
-        compact = first[span == 5] - 2
-        spaced = first[span == 7]
-        if len(spaced):
-            codes = self.codes
-            spaced = spaced[(codes[spaced + 2] == 32) & (codes[spaced + 5] == 32)] - 3
-        if not len(spaced):
-            return compact[compact >= 0].tolist()
-        starts = np.union1d(compact, spaced)
-        return starts[starts >= 0].tolist()
+        return self.index.nino_starts()
 
     def digits_within(self, count: int, width: int) -> bool:
-        """Whether some ``width`` consecutive characters hold ``count`` or more digits.
-
-        The answer comes from the narrowest span of ``count`` consecutive digits
-        (computed once per count).  A span of more digits is never narrower, so
-        when seven digits are not within ``width`` characters, more are not
-        either: the detectors ask for 7 to 14 digits, and most texts are settled
-        by that one look-up."""
-        if count > 7 and not self.digits_within(7, width):
-            return False
-        span = self._spans.get(count)
-        if span is None:
-            digits = self.digits
-            n = len(digits) - count + 1
-            span = int((digits[count - 1 :] - digits[:n]).min()) if n > 0 else _NO_SPAN
-            self._spans[count] = span
-        return span < width
+        """Whether some ``width`` consecutive characters hold ``count`` or more digits
+        (the narrowest span of ``count`` consecutive digits is below ``width``)."""
+        return self.index.digits_within(count, width)
 
 
 @dataclass(frozen=True)
@@ -702,7 +615,7 @@ _UTF8_NEEDLES = {
 }
 
 # Per rule of _SPECIFIC_SECRETS, two-character strings one of which every match
-# contains (None: no such test, for the case-insensitive rule).  _Text.bigrams
+# contains (None: no such test, for the case-insensitive rule).  _Text.has_pairs
 # tests them all in one pass; only a rule whose pair occurs goes on to its
 # needles (which stay the same, so a rule runs on no more and no fewer texts
 # than its needles allow) and its pattern.
@@ -742,10 +655,10 @@ def _scheme_starts(text: str) -> list[int]:
 
 def _find_specific_secrets(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
-    for (needles, pattern, group, check), bigrams in zip(
-        _SPECIFIC_SECRETS, _SECRET_BIGRAMS, strict=True
+    for rule, ((needles, pattern, group, check), bigrams) in enumerate(
+        zip(_SPECIFIC_SECRETS, _SECRET_BIGRAMS, strict=True)
     ):
-        if bigrams is not None and not doc.has_bigram(bigrams):
+        if bigrams is not None and not doc.has_pairs(rule):
             continue  # no match without one of these pairs
         lower_needles = _LOWER_NEEDLES.get(pattern)
         if lower_needles is not None:
@@ -894,7 +807,7 @@ _IBAN_START = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}")
 def _find_ibans(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     # Only a match that starts with a registered country code can yield.
-    if not doc.has_bigram(_IBAN_COUNTRIES):
+    if not doc.has_pairs(_IBAN_PAIRS):
         return
     # Every match of _IBAN_START is two capitals and two digits, so it starts at
     # one of iban_starts (none in most texts).
@@ -1156,7 +1069,7 @@ def _is_netmask(value: str) -> bool:
 def _find_ipv6(doc: _Text) -> Iterator[tuple[int, int]]:
     text = doc.text
     # The same tests on the UTF-8 bytes: "::" and ":" are ASCII.
-    if b"::" not in doc.bigrams and doc.utf8.count(b":") < 7:
+    if not doc.has_pairs(_DOUBLE_COLON) and doc.utf8.count(b":") < 7:
         return
     if not _may_hold_ipv6(text, doc.utf8):
         return
@@ -1354,13 +1267,28 @@ def _find_phones(doc: _Text) -> Iterator[tuple[int, int]]:
 # Orchestration
 # --------------------------------------------------------------------------
 
-# The two-character needles _Text.bigrams looks for, as a table over all pairs
-# of bytes (read as little-endian 16-bit numbers).
-_BIGRAMS = frozenset().union(
-    *(pairs for pairs in _SECRET_BIGRAMS if pairs is not None), _IBAN_COUNTRIES, {b"::"}
+# Groups of two-character needles _Text.has_pairs tests, all in one native pass:
+# per rule of _SPECIFIC_SECRETS its pairs (an empty group for the rule without),
+# then the IBAN country codes, then "::".
+_PAIR_GROUPS: tuple[frozenset[bytes], ...] = (
+    *(frozenset() if pairs is None else pairs for pairs in _SECRET_BIGRAMS),
+    _IBAN_COUNTRIES,
+    frozenset({b"::"}),
 )
-_BIGRAM_TABLE = np.zeros(0x10000, dtype=bool)
-_BIGRAM_TABLE[[int.from_bytes(pair, "little") for pair in _BIGRAMS]] = True
+_IBAN_PAIRS = len(_SECRET_BIGRAMS)
+_DOUBLE_COLON = _IBAN_PAIRS + 1
+
+
+@functools.cache
+def _pair_table() -> bytes:
+    """Per pair of ASCII characters (``first * 128 + second``), the little-endian
+    64-bit mask of the groups in _PAIR_GROUPS it belongs to."""
+    table = np.zeros(128 * 128, dtype="<u8")
+    for group, pairs in enumerate(_PAIR_GROUPS):
+        for first, second in pairs:
+            table[first * 128 + second] |= np.uint64(1 << group)
+    return table.tobytes()
+
 
 # (kind, finder) in priority order; earlier entries win overlaps.
 _DETECTORS: tuple[tuple[str, Callable[[_Text], Iterator[tuple[int, int]]]], ...] = (

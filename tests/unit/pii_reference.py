@@ -107,7 +107,6 @@ import numpy as np
 
 from services.preprocess.pii import (  # unchanged by the optimisation: shared
     _ASSIGN_OP,
-    _BMP_DIGIT,
     _BSN_CUED,
     _CARD,
     _DIGIT,
@@ -153,6 +152,10 @@ from services.preprocess.pii import (  # unchanged by the optimisation: shared
     nir_valid,
     steuer_id_valid,
 )
+
+# Decimal digits over the BMP, as the regex itself finds them.
+_BMP_DIGIT = np.zeros(0x10000, dtype=bool)
+_BMP_DIGIT[[m.start() for m in _DIGIT.finditer("".join(map(chr, range(0x10000))))]] = True
 
 
 class _Text:

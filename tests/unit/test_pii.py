@@ -384,7 +384,7 @@ _NUMERIC_ATOMS = [
 @given(st.lists(st.sampled_from(_NUMERIC_ATOMS), max_size=50).map("".join))
 def test_digit_prefilters_agree_with_the_patterns(text: str) -> None:
     doc = pii._Text(text)
-    assert doc.digits.tolist() == [m.start() for m in re.finditer(r"\d", text)]
+    assert doc.digits == [m.start() for m in re.finditer(r"\d", text)]
     for count, width in ((2, 2), (6, 8), (9, 11), (13, 23), (7, 33)):
         expected = any(
             sum(c.isdecimal() for c in text[i : i + width]) >= count for i in range(len(text))
@@ -433,3 +433,11 @@ def test_dotted_numbers_in_other_scripts_digits_are_not_ip_addresses() -> None:
     for text in (" \u0663.0.0.0", "\u0661\u0669\u0662.\u0661\u0666\u0668.\u0661.\u0661 is it"):
         assert redact(text).counts == {}
     assert redact("host 192.168.1.1 is it").counts == {"ipv4": 1}
+
+
+def test_digit_index_knows_every_decimal_digit() -> None:
+    # Every code point (lone surrogates included, which the index reads as U+FFFD), so the
+    # native index agrees with the regex's \d on the whole of Unicode, and positions past
+    # astral characters stay code point positions.
+    every = "".join(map(chr, range(0x110000)))
+    assert pii._Text(every).digits == [m.start() for m in re.finditer(r"\d", every)]

@@ -4,13 +4,17 @@
 //!   `services/preprocess/quality.py` (words, character classes, repeated lines and
 //!   paragraphs, word n-gram repetition);
 //! * `shingle_hashes`: the word n-gram shingles of `services/preprocess/fingerprints.py`,
-//!   hashed as `rensa` hashes a `str` token, so that rensa computes the MinHash from them.
+//!   hashed as `rensa` hashes a `str` token, so that rensa computes the MinHash from them;
+//! * `digit_index` (pii.rs): the digits of a text and the two-character needles in it, for
+//!   `services/preprocess/pii.py`.
 //!
 //! The Python module keeps the definitions (and a reference implementation the unit tests
 //! compare with); this crate computes the same values without a Python object per word.
 //! What a character *is* (a word character, a space, a symbol ...) is not decided here:
 //! Python builds a table of flags for every code point from its own `re` and `unicodedata`
 //! (`set_char_table`), so both sides agree on every character of the running Unicode version.
+
+mod pii;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -547,5 +551,7 @@ fn tt_textcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quality_measures, m)?)?;
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(band_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(pii::digit_index, m)?)?;
+    m.add_class::<pii::DigitIndex>()?;
     Ok(())
 }
