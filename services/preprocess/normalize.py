@@ -7,12 +7,21 @@ indentation is meaning (Python), and poetry uses indentation as layout. Only run
 *inside* a line are collapsed, and trailing spaces are removed.
 
 Everything here is pure and idempotent: ``normalize(normalize(x)) == normalize(x)``.
+
+Performance: steps 1-2 and 4-6 run in native code (``tt_textcore.normalize_characters``
+and ``normalize_spaces``, native/textcore/src/normalize.rs: one pass each, and no new
+string when nothing changes); NFC stays with Python's ``unicodedata``. ``_normalize_in_python``
+is the same function written with ``str.translate`` and the regular expressions below: the
+definition the unit tests compare the native steps with, and the path for text with lone
+surrogates (which no decoded upload holds, and which the native code cannot read).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+import tt_textcore
 
 __all__ = ["normalize"]
 
@@ -48,6 +57,10 @@ def _build_table() -> dict[int, str | None]:
 
 
 _TABLE = _build_table()
+# The same table for the native step: per BMP code point 0 keep, 1 delete, 2 "\n", 3 " ".
+_NATIVE_TABLE = bytes(
+    0 if cp not in _TABLE else {None: 1, "\n": 2, " ": 3}[_TABLE[cp]] for cp in range(0x10000)
+)
 # Characters that the table changes; used to skip translate() entirely for clean text.
 _NEEDS_TRANSLATE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(_TABLE)) + "]")
 
@@ -77,6 +90,21 @@ def normalize(text: str) -> str:
     6. Leading blank lines and trailing whitespace of the whole text are removed. Spaces that
        indent the first line are kept, for the same reason as in step 4.
     """
+    try:
+        text = tt_textcore.normalize_characters(text, _NATIVE_TABLE)
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            # NFC can, in principle, map a character onto one the table handles (e.g. U+2000
+            # EN QUAD decomposes to U+2002 EN SPACE); a second pass keeps it idempotent.
+            text = tt_textcore.normalize_characters(
+                unicodedata.normalize("NFC", text), _NATIVE_TABLE
+            )
+        return tt_textcore.normalize_spaces(text)
+    except UnicodeEncodeError:  # a lone surrogate
+        return _normalize_in_python(text)
+
+
+def _normalize_in_python(text: str) -> str:
+    """`normalize` written with ``str.translate`` and regular expressions (the definition)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _NEEDS_TRANSLATE.search(text) is not None:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.preprocess.normalize import normalize
+from services.preprocess import genres
+from services.preprocess.normalize import _normalize_in_python, normalize
 
 
 @pytest.mark.parametrize(
@@ -92,3 +93,40 @@ def test_internal_run_pattern_is_the_lookbehind_definition(text: str) -> None:
     from services.preprocess.normalize import _INTERNAL_RUN
 
     assert _INTERNAL_RUN.sub(" ", text) == re.sub(r"(?<=[^ \n]) {2,}", " ", text)
+
+
+# --- the native steps against the definition ------------------------------------------------
+
+_SPACING = st.sampled_from(list("ab \n\r\t\u00a0\u2000\u200b\u0301e\u2028\x0b\x1f"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=_SPACING, max_size=40) | st.text(alphabet=_ALPHABET, max_size=60))
+def test_native_steps_equal_the_definition(text: str) -> None:
+    assert normalize(text) == _normalize_in_python(text)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(max_size=80))
+def test_native_steps_equal_the_definition_on_any_text(text: str) -> None:
+    # Lone surrogates included: those take the definition's own path.
+    assert normalize(text) == _normalize_in_python(text)
+
+
+def test_native_steps_equal_the_definition_on_every_character_and_every_genre() -> None:
+    every = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    for start in range(0, len(every), 4096):  # in pieces: NFC reorders marks across a piece
+        piece = every[start : start + 4096]
+        assert normalize(piece) == _normalize_in_python(piece), hex(start)
+        spaced = " ".join(piece) + "  \n\n\n  x "
+        assert normalize(spaced) == _normalize_in_python(spaced), hex(start)
+    documents = [text for texts in genres.clean_documents().values() for text in texts]
+    documents += [text for _, text in genres.low_quality_documents()]
+    for text in documents:
+        for variant in (text, text.replace("\n", "\r\n"), text.replace(" ", "  \t")):
+            assert normalize(variant) == _normalize_in_python(variant)
+
+
+def test_unchanged_text_is_returned_as_is() -> None:
+    text = "Already normal.\n\n  Indented line."
+    assert normalize(text) is text

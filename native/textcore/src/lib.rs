@@ -5,6 +5,8 @@
 //!   paragraphs, word n-gram repetition);
 //! * `shingle_hashes`: the word n-gram shingles of `services/preprocess/fingerprints.py`,
 //!   hashed as `rensa` hashes a `str` token, so that rensa computes the MinHash from them;
+//! * `normalize_characters`, `normalize_spaces` (normalize.rs): the per-character steps of
+//!   `services/preprocess/normalize.py`;
 //! * `digit_index` (pii.rs): the digits of a text and the two-character needles in it, for
 //!   `services/preprocess/pii.py`.
 //!
@@ -14,6 +16,7 @@
 //! Python builds a table of flags for every code point from its own `re` and `unicodedata`
 //! (`set_char_table`), so both sides agree on every character of the running Unicode version.
 
+mod normalize;
 mod pii;
 
 use pyo3::exceptions::PyValueError;
@@ -552,6 +555,8 @@ fn tt_textcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(band_keys, m)?)?;
     m.add_function(wrap_pyfunction!(pii::digit_index, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize::normalize_characters, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize::normalize_spaces, m)?)?;
     m.add_class::<pii::DigitIndex>()?;
     Ok(())
 }
