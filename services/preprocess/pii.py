@@ -1277,16 +1277,18 @@ _PAIR_GROUPS: tuple[frozenset[bytes], ...] = (
 )
 _IBAN_PAIRS = len(_SECRET_BIGRAMS)
 _DOUBLE_COLON = _IBAN_PAIRS + 1
+assert len(_PAIR_GROUPS) <= 32  # a group is one bit of a 32-bit mask
 
 
 @functools.cache
 def _pair_table() -> bytes:
-    """Per pair of ASCII characters (``first * 128 + second``), the little-endian
-    64-bit mask of the groups in _PAIR_GROUPS it belongs to."""
-    table = np.zeros(128 * 128, dtype="<u8")
+    """Per pair of characters (``first * 128 + second``; ``first`` is 128 for a
+    character that is not ASCII, a row of zeros), the little-endian 32-bit mask of
+    the groups in _PAIR_GROUPS that pair belongs to."""
+    table = np.zeros(129 * 128, dtype="<u4")
     for group, pairs in enumerate(_PAIR_GROUPS):
         for first, second in pairs:
-            table[first * 128 + second] |= np.uint64(1 << group)
+            table[first * 128 + second] |= np.uint32(1 << group)
     return table.tobytes()
 
 

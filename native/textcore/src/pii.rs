@@ -12,8 +12,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 const CODE_POINTS: usize = 0x11_0000;
-/// Pairs of ASCII characters, `first * 128 + second`.
-const ASCII_PAIRS: usize = 128 * 128;
+/// Rows of the pair table: one per ASCII character, and a zero row for "not ASCII".
+const PAIR_ROWS: usize = 129;
+const NOT_ASCII: u32 = 128;
 
 /// The digits of one text and what the detectors ask about them.
 #[pyclass(frozen, module = "tt_textcore")]
@@ -26,20 +27,13 @@ pub struct DigitIndex {
     zero: Vec<bool>,
     /// Where two ASCII capitals stand right before two digits ("DE89"), ascending.
     iban: Vec<u32>,
-    /// Positions of ASCII spaces, as a bit set.
-    spaces: Vec<u64>,
+    /// Per digit: whether an ASCII space follows it.
+    space_after: Vec<bool>,
     /// Bit g is set when a pair of group g of the caller's pair table occurs.
     groups: u64,
 }
 
 impl DigitIndex {
-    fn is_space(&self, pos: u32) -> bool {
-        let pos = pos as usize;
-        self.spaces
-            .get(pos / 64)
-            .is_some_and(|word| word >> (pos % 64) & 1 == 1)
-    }
-
     /// The narrowest span (last minus first position) of `count` consecutive digits.
     fn narrowest(&self, count: usize) -> Option<u32> {
         if count == 0 || self.digits.len() < count {
@@ -107,7 +101,14 @@ impl DigitIndex {
             let first = d[i];
             match d[i + 5] - first {
                 5 if first >= 2 => starts.push(first - 2),
-                7 if first >= 3 && self.is_space(first + 2) && self.is_space(first + 5) => {
+                // "12 34 56": with spaces at first + 2 and first + 5, the six digits
+                // are the other six places.
+                7 if first >= 3
+                    && d[i + 1] == first + 1
+                    && self.space_after[i + 1]
+                    && d[i + 3] == first + 4
+                    && self.space_after[i + 3] =>
+                {
                     starts.push(first - 3)
                 }
                 _ => {}
@@ -125,8 +126,9 @@ impl DigitIndex {
 }
 
 /// Index `text`: `digit_table` has one byte per code point (non-zero for a decimal digit),
-/// `pair_groups` one little-endian u64 per pair of ASCII characters (`first * 128 +
-/// second`), the bit mask of the groups that pair belongs to.
+/// `pair_groups` one little-endian u32 per pair of characters (`first * 128 + second`, for
+/// `first` an ASCII character or 128 for "not ASCII", whose row is zero), the bit mask of
+/// the groups that pair belongs to.
 #[pyfunction]
 pub fn digit_index(text: &str, digit_table: &[u8], pair_groups: &[u8]) -> PyResult<DigitIndex> {
     if digit_table.len() != CODE_POINTS {
@@ -135,55 +137,62 @@ pub fn digit_index(text: &str, digit_table: &[u8], pair_groups: &[u8]) -> PyResu
             digit_table.len()
         )));
     }
-    if pair_groups.len() != ASCII_PAIRS * 8 {
+    if pair_groups.len() != PAIR_ROWS * 128 * 4 {
         return Err(PyValueError::new_err(format!(
             "the pair table has {} bytes, not {}",
             pair_groups.len(),
-            ASCII_PAIRS * 8
+            PAIR_ROWS * 128 * 4
         )));
     }
     let group_of = |pair: usize| {
-        u64::from_le_bytes(
-            pair_groups[pair * 8..pair * 8 + 8]
+        u32::from_le_bytes(
+            pair_groups[pair * 4..pair * 4 + 4]
                 .try_into()
-                .expect("8 bytes"),
+                .expect("4 bytes"),
         )
     };
     let mut index = DigitIndex {
         digits: Vec::new(),
         run_start: Vec::new(),
         zero: Vec::new(),
+        space_after: Vec::new(),
         iban: Vec::new(),
-        spaces: vec![0; text.len() / 64 + 1], // a UTF-8 length bounds the code points
         groups: 0,
     };
-    // The three characters before the current one (u32::MAX: none), nearest first.
-    let (mut c1, mut c2, mut c3) = (u32::MAX, u32::MAX, u32::MAX);
-    let capital = |c: u32| c.wrapping_sub(65) < 26;
-    for (pos, ch) in text.chars().enumerate() {
-        let pos = pos as u32;
-        let c = ch as u32;
-        let digit = if c < 128 {
-            if c1 < 128 {
-                index.groups |= group_of((c1 as usize) << 7 | c as usize);
-            }
-            if c == 32 {
-                index.spaces[pos as usize / 64] |= 1 << (pos % 64);
-            }
-            c.wrapping_sub(48) < 10
+    let bytes = text.as_bytes();
+    let mut groups = 0u32;
+    let mut prev = NOT_ASCII; // the character before, if ASCII
+    let mut prev_digit = false;
+    let mut capitals = 0u32; // bit k: the character k + 1 back is an ASCII capital
+    let (mut i, mut pos) = (0usize, 0u32);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (c, digit) = if b < 0x80 {
+            i += 1;
+            groups |= group_of((prev << 7 | b as u32) as usize);
+            (b as u32, b.wrapping_sub(b'0') < 10)
         } else {
-            digit_table[c as usize] != 0
+            let ch = text[i..].chars().next().expect("a char boundary");
+            i += ch.len_utf8();
+            (NOT_ASCII, digit_table[ch as usize] != 0)
         };
         if digit {
-            let starts_run = index.digits.last().is_none_or(|&last| last + 1 != pos);
-            if !starts_run && pos >= 3 && capital(c2) && capital(c3) {
+            let starts_run = !prev_digit;
+            if !starts_run && capitals & 0b110 == 0b110 {
                 index.iban.push(pos - 3);
             }
             index.digits.push(pos);
             index.run_start.push(starts_run);
-            index.zero.push(c == 48);
+            index.zero.push(c == u32::from(b'0'));
+            index.space_after.push(false);
+        } else if prev_digit && c == u32::from(b' ') {
+            *index.space_after.last_mut().expect("a digit before") = true;
         }
-        (c3, c2, c1) = (c2, c1, c);
+        prev_digit = digit;
+        capitals = (capitals << 1 | u32::from(c.wrapping_sub(65) < 26)) & 0b111;
+        prev = c;
+        pos += 1;
     }
+    index.groups = u64::from(groups);
     Ok(index)
 }
