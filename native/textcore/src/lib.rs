@@ -517,6 +517,20 @@ fn shingle_hashes<'py>(py: Python<'py>, folded: &str, n: usize) -> PyResult<Boun
 /// LSH band keys of MinHash signatures: for each band, "b<index>:<hex>" of BLAKE2b-64
 /// (hashlib.blake2b(digest_size=8)) over the band's values as 8-byte little-endian
 /// integers. `signatures` holds the rows of a (documents x num_perm) u64 matrix.
+/// `n` in decimal, written into `buffer`.
+fn itoa(mut n: usize, buffer: &mut [u8; 20]) -> &str {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[at..]).expect("ASCII digits")
+}
+
 #[pyfunction]
 fn band_keys(signatures: Vec<Vec<u64>>, bands: usize) -> PyResult<Vec<Vec<String>>> {
     use blake2::digest::{Update, VariableOutput};
@@ -537,9 +551,14 @@ fn band_keys(signatures: Vec<Vec<u64>>, bands: usize) -> PyResult<Vec<Vec<String
             }
             let mut digest = [0u8; 8];
             hasher.finalize_variable(&mut digest).expect("the digest is 8 bytes");
-            let mut key = format!("b{band}:");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut key = String::with_capacity(24);
+            key.push('b');
+            key.push_str(itoa(band, &mut [0u8; 20]));
+            key.push(':');
             for byte in digest {
-                key.push_str(&format!("{byte:02x}"));
+                key.push(HEX[(byte >> 4) as usize] as char);
+                key.push(HEX[(byte & 15) as usize] as char);
             }
             keys.push(key);
         }
