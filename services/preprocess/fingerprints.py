@@ -83,12 +83,12 @@ def exact_hash(text: str) -> str:
 def shingle_hashes(text: str, words_per_shingle: int, folded: str | None = None) -> np.ndarray:
     """The shingles of ``text`` hashed as rensa hashes a str token (computed natively,
     without a Python string per shingle); ``folded`` is ``text.lower()`` if the caller has
-    it. Lone surrogates are read as U+FFFD."""
+    it (else the native code lower-cases, as ``str.lower()`` does). Lone surrogates are
+    read as U+FFFD."""
     try:
-        raw = native().shingle_hashes(text.lower() if folded is None else folded, words_per_shingle)
+        raw = native().shingle_hashes(text, words_per_shingle, folded)
     except UnicodeEncodeError:
-        folded = without_surrogates(text).lower()
-        raw = native().shingle_hashes(folded, words_per_shingle)
+        raw = native().shingle_hashes(without_surrogates(text), words_per_shingle)
     return np.frombuffer(raw, dtype="<u8")
 
 

@@ -110,17 +110,15 @@ def prepare_batch(
     """Run the pure stages on a batch of (index, text, source id); a worker process runs
     this. Each stage runs over the whole batch before the next one starts, so its tables
     and models stay in the processor's caches, and stages with a batch form take the batch
-    in one call."""
+    in one call. Quality and the shingles read words from the lower-cased text, which the
+    native code computes (no Python string of it)."""
     normalised = [normalize(text) for _, text, _ in batch]
     live = [i for i, text in enumerate(normalised) if text]  # empty documents stop here
     texts = [normalised[i] for i in live]
     redactions = [redact(text) for text in texts]
     tokens = [count_tokens(r.text, config.tokenizer) for r in redactions]
     guesses = identify_batch(texts)
-    folded = [text.lower() for text in texts]  # quality and the shingles read words from it
-    verdicts = [
-        assess(text, config.quality, folded=low) for text, low in zip(texts, folded, strict=True)
-    ]
+    verdicts = [assess(text, config.quality) for text in texts]
     allow = frozenset(config.language_allow) if config.language_allow else None
     removals: list[tuple[int, str] | None] = []
     for guess, verdict in zip(guesses, verdicts, strict=True):
@@ -134,9 +132,7 @@ def prepare_batch(
     prints = dict(
         zip(
             survivors,
-            fingerprints(
-                [texts[k] for k in survivors], config.dedup, [folded[k] for k in survivors]
-            ),
+            fingerprints([texts[k] for k in survivors], config.dedup),
             strict=True,
         )
     )

@@ -242,17 +242,16 @@ def _margin(value: float, threshold: float, upper: bool) -> float:
 
 def _signals(text: str, config: QualityConfig, folded: str | None = None) -> dict[str, float]:
     """Measure every signal of ``text`` (see the module docstring); ``folded`` is
-    ``text.lower()`` if the caller has it. The counting runs in native code; lone
-    surrogates (which no decoded upload holds) are measured as U+FFFD."""
+    ``text.lower()`` if the caller has it (else the native code lower-cases, as
+    ``str.lower()`` does). The counting runs in native code; lone surrogates (which no
+    decoded upload holds) are measured as U+FFFD."""
     top_ns = sorted(config.max_top_ngram_fraction)
     dup_ns = sorted(config.max_duplicate_ngram_fraction)
     try:
-        measures = native().quality_measures(
-            text, text.lower() if folded is None else folded, top_ns, dup_ns, SHORT_LINE_CHARS
-        )
+        measures = native().quality_measures(text, folded, top_ns, dup_ns, SHORT_LINE_CHARS)
     except UnicodeEncodeError:
         text = without_surrogates(text)
-        measures = native().quality_measures(text, text.lower(), top_ns, dup_ns, SHORT_LINE_CHARS)
+        measures = native().quality_measures(text, None, top_ns, dup_ns, SHORT_LINE_CHARS)
     n_words, total_word_chars, spaceless, counts, _, lines, paragraphs, top, dup = measures
     spaced = n_words - spaceless
     spaced_chars = total_word_chars - spaceless

@@ -101,10 +101,37 @@ def char_table(quality_word: str, spaceless: str) -> bytes:
     return flags.tobytes()
 
 
+# In the lower-case table: the character needs Python's own str.lower() (its lower case is
+# two characters, or depends on its neighbours).
+NEEDS_PYTHON = 0xFFFFFFFF
+_CAPITAL_SIGMA = 0x3A3  # lower-cases to a final or a medial sigma, by its neighbours
+_DOTTED_CAPITAL_I = 0x130  # lower-cases to "i" and a combining dot above
+
+
+@functools.cache
+def lower_table() -> bytes:
+    """Per code point, ``str.lower()`` of it as a little-endian u32, or NEEDS_PYTHON.
+
+    Lower-casing the string of every code point at once gives each one's lower case in
+    order, as only the capital sigma depends on its neighbours (CPython's final-sigma
+    rule), and only U+0130 becomes two characters; a Unicode version that adds another
+    such character stops here (and the unit tests compare every code point)."""
+    every = np.arange(CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    low = every.lower()
+    dotted = _DOTTED_CAPITAL_I
+    if len(low) != CODE_POINTS + 1 or low[dotted : dotted + 2] != "i\u0307":
+        raise RuntimeError("this Unicode version lower-cases a new character to several")
+    low = low[: dotted + 1] + low[dotted + 2 :]
+    table = np.frombuffer(low.encode("utf-32-le", "surrogatepass"), dtype="<u4").copy()
+    table[[dotted, _CAPITAL_SIGMA]] = NEEDS_PYTHON
+    return table.tobytes()
+
+
 @functools.cache
 def native():
-    """The extension module, with this process's character table installed."""
+    """The extension module, with this process's character and lower-case tables."""
     from services.preprocess import quality  # the patterns live with their definitions
 
     tt_textcore.set_char_table(char_table(quality.WORD_CLASS, quality.SPACELESS_CLASS))
+    tt_textcore.set_lower_table(lower_table())
     return tt_textcore

@@ -282,3 +282,31 @@ def test_lone_surrogates_are_measured_as_replacement_characters() -> None:
     assert quality._signals(text, DEFAULT_QUALITY) == quality_reference.signals(
         text.replace("\ud800", "\ufffd")
     )
+
+
+def test_native_lower_case_is_str_lower_for_every_character() -> None:
+    native = textcore.native()
+    every = [chr(cp) for cp in range(textcore.CODE_POINTS) if not 0xD800 <= cp <= 0xDFFF]
+    folded = native.fold("".join(every))
+    assert folded == "".join(every).lower()
+    table = np.frombuffer(textcore.lower_table(), dtype="<u4")
+    for ch in every:  # one at a time too: no neighbour decides for it
+        if table[ord(ch)] == textcore.NEEDS_PYTHON:
+            assert native.fold(ch) == ch.lower()
+        else:
+            assert chr(table[ord(ch)]) == ch.lower(), hex(ord(ch))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("aA \u03a3\u03c3\u0130\u0345.'\u00c9Z\u212a1")), max_size=30
+    )
+)
+def test_native_lower_case_follows_the_final_sigma_rule(text: str) -> None:
+    # The capital sigma's lower case depends on the letters around it (case-ignorable ones
+    # such as U+0345 and "'" skipped); the native code leaves such text to str.lower().
+    assert textcore.native().fold(text) == text.lower()
+    assert quality._signals(text, DEFAULT_QUALITY) == quality._signals(
+        text, DEFAULT_QUALITY, text.lower()
+    )

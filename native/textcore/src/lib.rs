@@ -21,7 +21,8 @@ mod pii;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
+use std::borrow::Cow;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 use std::sync::OnceLock;
@@ -64,6 +65,78 @@ fn set_char_table(flags: &[u8]) -> PyResult<()> {
         return Err(PyValueError::new_err("a different character table is already installed"));
     }
     Ok(())
+}
+
+/// Per code point, its lower case as `str.lower()` gives it (`NEEDS_PYTHON`: a character
+/// whose lower case is not one character, or depends on its neighbours: U+0130 and the
+/// capital sigma), as Python builds the table (`services/preprocess/textcore.py`).
+static LOWER: OnceLock<Box<[u32]>> = OnceLock::new();
+const NEEDS_PYTHON: u32 = u32::MAX;
+
+/// Install the lower-case table (0x110000 little-endian u32); as for `set_char_table`, a
+/// different table is refused.
+#[pyfunction]
+fn set_lower_table(table: &[u8]) -> PyResult<()> {
+    if table.len() != CODE_POINTS * 4 {
+        return Err(PyValueError::new_err(format!(
+            "the lower-case table has {} bytes, not {}",
+            table.len(),
+            CODE_POINTS * 4
+        )));
+    }
+    let lower: Box<[u32]> = table
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let installed = LOWER.get_or_init(|| lower.clone());
+    if *installed != lower {
+        return Err(PyValueError::new_err("a different lower-case table is already installed"));
+    }
+    Ok(())
+}
+
+/// `text.lower()`, or None when a character needs Python's own rules (see `LOWER`).
+fn fold_native(text: &str) -> PyResult<Option<String>> {
+    if text.is_ascii() {
+        return Ok(Some(text.to_ascii_lowercase()));
+    }
+    let lower = LOWER
+        .get()
+        .ok_or_else(|| PyValueError::new_err("tt_textcore.set_lower_table was not called"))?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        match lower[c as usize] {
+            NEEDS_PYTHON => return Ok(None),
+            l => out.push(char::from_u32(l).expect("the table holds code points")),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The case-folded text the word measures read: `folded` if the caller has it, else
+/// `text.lower()` computed here (by Python for the few characters that need its rules).
+fn folded_text<'a>(
+    text: &Bound<'_, PyString>,
+    plain: &str,
+    folded: Option<&'a str>,
+) -> PyResult<Cow<'a, str>> {
+    if let Some(folded) = folded {
+        return Ok(Cow::Borrowed(folded));
+    }
+    match fold_native(plain)? {
+        Some(owned) => Ok(Cow::Owned(owned)),
+        None => Ok(Cow::Owned(text.call_method0("lower")?.extract::<String>()?)),
+    }
+}
+
+/// `text.lower()` as the native measures compute it (for the tests).
+#[pyfunction]
+fn fold(text: &Bound<'_, PyString>) -> PyResult<String> {
+    Ok(folded_text(text, text.to_str()?, None)?.into_owned())
 }
 
 #[inline(always)]
@@ -400,9 +473,10 @@ fn repetition(
 /// top n-gram fractions for `top_ns`, duplicate n-gram fractions for `dup_ns`).
 #[pyfunction]
 #[allow(clippy::type_complexity)]
+#[pyo3(signature = (text, folded, top_ns, dup_ns, short_block_chars))]
 fn quality_measures(
-    text: &str,
-    folded: &str,
+    text: &Bound<'_, PyString>,
+    folded: Option<&str>,
     top_ns: Vec<usize>,
     dup_ns: Vec<usize>,
     short_block_chars: u64,
@@ -411,7 +485,10 @@ fn quality_measures(
     if top_ns.iter().chain(&dup_ns).any(|&n| n == 0) {
         return Err(PyValueError::new_err("n-gram sizes must be positive"));
     }
-    let (words, lengths, spaceless) = quality_words(folded, t);
+    let plain = text.to_str()?;
+    let folded = folded_text(text, plain, folded)?;
+    let text = plain;
+    let (words, lengths, spaceless) = quality_words(&folded, t);
     let total: u64 = lengths.iter().sum();
     let (counts, n_chars) = class_counts(text, t);
     let lines = duplicate_block_fraction(text.split('\n'), n_chars, short_block_chars, t);
@@ -440,8 +517,16 @@ fn quality_measures(
 /// a text of at most n words is one shingle, "" when it has none), each hashed as rensa
 /// hashes a str token: FxHasher over its UTF-8 bytes. Returned as little-endian u64s.
 #[pyfunction]
-fn shingle_hashes<'py>(py: Python<'py>, folded: &str, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (text, n, folded = None))]
+fn shingle_hashes<'py>(
+    py: Python<'py>,
+    text: &Bound<'py, PyString>,
+    n: usize,
+    folded: Option<&str>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let t = table()?;
+    let folded = folded_text(text, text.to_str()?, folded)?;
+    let folded: &str = &folded;
     if n == 0 {
         return Err(PyValueError::new_err("a shingle needs at least one word"));
     }
@@ -570,6 +655,8 @@ fn band_keys(signatures: Vec<Vec<u64>>, bands: usize) -> PyResult<Vec<Vec<String
 #[pymodule]
 fn tt_textcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_char_table, m)?)?;
+    m.add_function(wrap_pyfunction!(set_lower_table, m)?)?;
+    m.add_function(wrap_pyfunction!(fold, m)?)?;
     m.add_function(wrap_pyfunction!(quality_measures, m)?)?;
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(band_keys, m)?)?;
