@@ -80,29 +80,22 @@ def exact_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def shingle_hashes(text: str, words_per_shingle: int, folded: str | None = None) -> np.ndarray:
+def shingle_hashes(text: str, words_per_shingle: int) -> np.ndarray:
     """The shingles of ``text`` hashed as rensa hashes a str token (computed natively,
-    without a Python string per shingle); ``folded`` is ``text.lower()`` if the caller has
-    it (else the native code lower-cases, as ``str.lower()`` does). Lone surrogates are
-    read as U+FFFD."""
+    without a Python string per shingle, from the text lower-cased there as by
+    ``str.lower()``). Lone surrogates are read as U+FFFD."""
     try:
-        raw = native().shingle_hashes(text, words_per_shingle, folded)
+        raw = native().shingle_hashes(text, words_per_shingle)
     except UnicodeEncodeError:
         raw = native().shingle_hashes(without_surrogates(text), words_per_shingle)
     return np.frombuffer(raw, dtype="<u8")
 
 
-def fingerprints(
-    texts: list[str], config: DedupConfig, folded: list[str] | None = None
-) -> list[Fingerprint]:
-    """The fingerprints of already normalised documents (``folded``: their lower-cased
-    forms, if the caller has them): one rensa call for all of them."""
+def fingerprints(texts: list[str], config: DedupConfig) -> list[Fingerprint]:
+    """The fingerprints of already normalised documents: one rensa call for all of them."""
     if not texts:
         return []
-    hashes = [
-        shingle_hashes(text, config.shingle_words, None if folded is None else folded[k])
-        for k, text in enumerate(texts)
-    ]
+    hashes = [shingle_hashes(text, config.shingle_words) for text in texts]
     offsets = np.zeros(len(hashes) + 1, dtype=np.uint64)
     np.cumsum([len(h) for h in hashes], out=offsets[1:])
     rows = RMinHash.digest_matrix_from_flat_token_hashes(

@@ -100,7 +100,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tt_textcore
 
-from services.preprocess.textcore import without_surrogates
+from services.preprocess.textcore import code_points, pattern_mask, without_surrogates
 
 KINDS = ("email", "phone", "ipv4", "ipv6", "card", "iban", "national_id", "secret")
 PLACEHOLDERS = {
@@ -130,10 +130,7 @@ _DIGIT = re.compile(r"\d")
 def _digit_table() -> bytes:
     """One byte per code point, 1 for a decimal digit: what ``\\d`` matches, found by the
     regex itself, so the native index and the patterns agree on every character."""
-    every = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
-    table = np.zeros(0x110000, dtype=np.uint8)
-    table[[m.start() for m in _DIGIT.finditer(every)]] = 1
-    return table.tobytes()
+    return pattern_mask(_DIGIT.pattern, code_points()).astype(np.uint8).tobytes()
 
 
 def _finditer_at(
@@ -146,7 +143,7 @@ def _finditer_at(
     to a pattern that opens with a character class (``\\d``, ``[+0]``), so a
     scan tries every offset of the text, while the few offsets where a match
     can start are known from a cheaper look-up (digit runs from
-    ``_Text.digits``, or a scan for a literal such as ``(``).
+    ``_Text.run_starts``, or a scan for a literal such as ``(``).
 
     Requirements: ``candidates`` ascend and include every ``pos`` at which
     ``pattern.match(text, pos)`` succeeds (extra ones cost a failed match and
@@ -233,11 +230,6 @@ class _Text:
                     without_surrogates(self.text), _digit_table(), _pair_table()
                 )
         return self._index
-
-    @property
-    def digits(self) -> list[int]:
-        """Positions of the decimal digits, ascending."""
-        return self.index.digits()
 
     def has_pairs(self, group: int) -> bool:
         """Whether one of the two-character needles of ``_PAIR_GROUPS[group]`` occurs."""

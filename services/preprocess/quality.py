@@ -240,18 +240,17 @@ def _margin(value: float, threshold: float, upper: bool) -> float:
     return 0.0 if math.isinf(r) else 1.0 / (2.0 * r)
 
 
-def _signals(text: str, config: QualityConfig, folded: str | None = None) -> dict[str, float]:
-    """Measure every signal of ``text`` (see the module docstring); ``folded`` is
-    ``text.lower()`` if the caller has it (else the native code lower-cases, as
-    ``str.lower()`` does). The counting runs in native code; lone surrogates (which no
-    decoded upload holds) are measured as U+FFFD."""
+def _signals(text: str, config: QualityConfig) -> dict[str, float]:
+    """Measure every signal of ``text`` (see the module docstring). The counting, and the
+    lower-casing the words are read from (as ``str.lower()``), run in native code; lone
+    surrogates (which no decoded upload holds) are measured as U+FFFD."""
     top_ns = sorted(config.max_top_ngram_fraction)
     dup_ns = sorted(config.max_duplicate_ngram_fraction)
     try:
-        measures = native().quality_measures(text, folded, top_ns, dup_ns, SHORT_LINE_CHARS)
+        measures = native().quality_measures(text, top_ns, dup_ns, SHORT_LINE_CHARS)
     except UnicodeEncodeError:
         text = without_surrogates(text)
-        measures = native().quality_measures(text, None, top_ns, dup_ns, SHORT_LINE_CHARS)
+        measures = native().quality_measures(text, top_ns, dup_ns, SHORT_LINE_CHARS)
     n_words, total_word_chars, spaceless, counts, _, lines, paragraphs, top, dup = measures
     spaced = n_words - spaceless
     spaced_chars = total_word_chars - spaceless
@@ -314,15 +313,13 @@ def _checks(s: dict[str, float], config: QualityConfig) -> list[tuple[str, float
     return checks
 
 
-def assess(
-    text: str, config: QualityConfig = DEFAULT_QUALITY, *, folded: str | None = None
-) -> QualityVerdict:
+def assess(text: str, config: QualityConfig = DEFAULT_QUALITY) -> QualityVerdict:
     """Decide whether an already normalised document is kept, and why not if it is removed.
 
     The score is the smallest per-rule margin (see ``_margin``): it is continuous, 1 for an
     ideal document, above 0.5 when every rule passes, and below 0.5 once any rule fails.
     """
-    signals = _signals(text, config, folded)
+    signals = _signals(text, config)
     rule: str | None = None
     score = 1.0
     for name, value, threshold, upper in _checks(signals, config):

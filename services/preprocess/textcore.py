@@ -18,7 +18,7 @@ import unicodedata
 import numpy as np
 import tt_textcore
 
-__all__ = ["char_table", "native", "without_surrogates"]
+__all__ = ["char_table", "code_points", "native", "pattern_mask", "without_surrogates"]
 
 CODE_POINTS = 0x110000
 QUALITY_WORD, SHINGLE_WORD, SPACELESS, LAYOUT, SPACE = 1, 2, 4, 8, 16
@@ -55,7 +55,14 @@ def without_surrogates(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-def _mask(pattern: str, every: str) -> np.ndarray:
+def code_points() -> str:
+    """Every code point, in order (lone surrogates included): what the per-code-point
+    tables are computed from."""
+    return np.arange(CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def pattern_mask(pattern: str, every: str) -> np.ndarray:
+    """Per code point, whether ``pattern`` matches it (``every`` is `code_points()`)."""
     mask = np.zeros(CODE_POINTS, dtype=bool)
     mask[[m.start() for m in re.finditer(pattern, every)]] = True
     return mask
@@ -87,14 +94,14 @@ def _classes(every: str) -> np.ndarray:
 def char_table(quality_word: str, spaceless: str) -> bytes:
     """The flags of every code point (see native/textcore/src/lib.rs). ``quality_word`` and
     ``spaceless`` are quality.py's character-class patterns. About 0.2 s, once per process."""
-    every = np.arange(CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
-    word = _mask(r"\w", every)
-    space = _mask(r"\s", every)  # str.isspace(), what str.strip() removes
+    every = code_points()
+    word = pattern_mask(r"\w", every)
+    space = pattern_mask(r"\s", every)  # str.isspace(), what str.strip() removes
     flags = np.zeros(CODE_POINTS, dtype=np.uint8)
-    flags[_mask(quality_word, every)] |= QUALITY_WORD
+    flags[pattern_mask(quality_word, every)] |= QUALITY_WORD
     flags[ord("_")] &= ~np.uint8(QUALITY_WORD)  # quality.py reads "_" as a space
     flags[word] |= SHINGLE_WORD
-    flags[_mask(spaceless, every)] |= SPACELESS
+    flags[pattern_mask(spaceless, every)] |= SPACELESS
     flags[~(word | space)] |= LAYOUT  # [^\w\s]
     flags[space] |= SPACE
     flags |= _classes(every) << CLASS_SHIFT
@@ -116,7 +123,7 @@ def lower_table() -> bytes:
     order, as only the capital sigma depends on its neighbours (CPython's final-sigma
     rule), and only U+0130 becomes two characters; a Unicode version that adds another
     such character stops here (and the unit tests compare every code point)."""
-    every = np.arange(CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    every = code_points()
     low = every.lower()
     dotted = _DOTTED_CAPITAL_I
     if len(low) != CODE_POINTS + 1 or low[dotted : dotted + 2] != "i\u0307":

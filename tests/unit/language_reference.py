@@ -30,12 +30,7 @@ __all__ = ["identify"]
 
 @functools.cache
 def _identifier():  # -> _VectorIdentifier (a py3langid LanguageIdentifier)
-    """Load the py3langid model once per process (about 0.5 s), on first use.
-
-    ``functools.cache`` is the lazy module-level cache: importing this module stays cheap, and
-    every later call reuses the same read-only model. ``norm_probs=True`` makes the scores
-    probabilities, so the confidence can be compared with a threshold.
-    """
+    """The model with the previous implementation's walk (see language._identifier)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     class _VectorIdentifier(LanguageIdentifier):

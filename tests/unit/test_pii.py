@@ -384,7 +384,7 @@ _NUMERIC_ATOMS = [
 @given(st.lists(st.sampled_from(_NUMERIC_ATOMS), max_size=50).map("".join))
 def test_digit_prefilters_agree_with_the_patterns(text: str) -> None:
     doc = pii._Text(text)
-    assert doc.digits == [m.start() for m in re.finditer(r"\d", text)]
+    assert doc.index.digits() == [m.start() for m in re.finditer(r"\d", text)]
     for count, width in ((2, 2), (6, 8), (9, 11), (13, 23), (7, 33)):
         expected = any(
             sum(c.isdecimal() for c in text[i : i + width]) >= count for i in range(len(text))
@@ -440,4 +440,4 @@ def test_digit_index_knows_every_decimal_digit() -> None:
     # native index agrees with the regex's \d on the whole of Unicode, and positions past
     # astral characters stay code point positions.
     every = "".join(map(chr, range(0x110000)))
-    assert pii._Text(every).digits == [m.start() for m in re.finditer(r"\d", every)]
+    assert pii._Text(every).index.digits() == [m.start() for m in re.finditer(r"\d", every)]

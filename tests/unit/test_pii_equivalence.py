@@ -211,7 +211,7 @@ def test_pair_groups_and_digit_spans(text: str) -> None:
             for m in pattern.finditer(text):
                 assert any(pair.decode() in m.group() for pair in pairs), pattern.pattern
     digits = [i for i, c in enumerate(text) if c.isdecimal()]
-    assert doc.digits == digits
+    assert doc.index.digits() == digits
     for count in range(2, 16):
         for width in (count, 8, 11, 14, 16, 21, 23, 33, 34):
             expected = any(

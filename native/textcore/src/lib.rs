@@ -22,7 +22,6 @@ mod pii;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use std::borrow::Cow;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 use std::sync::OnceLock;
@@ -88,11 +87,12 @@ fn set_lower_table(table: &[u8]) -> PyResult<()> {
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let installed = LOWER.get_or_init(|| lower.clone());
-    if *installed != lower {
-        return Err(PyValueError::new_err("a different lower-case table is already installed"));
+    match LOWER.set(lower) {
+        Err(lower) if LOWER.get() != Some(&lower) => Err(PyValueError::new_err(
+            "a different lower-case table is already installed",
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `text.lower()`, or None when a character needs Python's own rules (see `LOWER`).
@@ -117,26 +117,19 @@ fn fold_native(text: &str) -> PyResult<Option<String>> {
     Ok(Some(out))
 }
 
-/// The case-folded text the word measures read: `folded` if the caller has it, else
-/// `text.lower()` computed here (by Python for the few characters that need its rules).
-fn folded_text<'a>(
-    text: &Bound<'_, PyString>,
-    plain: &str,
-    folded: Option<&'a str>,
-) -> PyResult<Cow<'a, str>> {
-    if let Some(folded) = folded {
-        return Ok(Cow::Borrowed(folded));
-    }
+/// `text.lower()` (`plain` is `text` as UTF-8), the case-folded text the word measures
+/// read: computed here, or by Python for the few characters that need its rules.
+fn folded_text(text: &Bound<'_, PyString>, plain: &str) -> PyResult<String> {
     match fold_native(plain)? {
-        Some(owned) => Ok(Cow::Owned(owned)),
-        None => Ok(Cow::Owned(text.call_method0("lower")?.extract::<String>()?)),
+        Some(folded) => Ok(folded),
+        None => text.call_method0("lower")?.extract::<String>(),
     }
 }
 
 /// `text.lower()` as the native measures compute it (for the tests).
 #[pyfunction]
 fn fold(text: &Bound<'_, PyString>) -> PyResult<String> {
-    Ok(folded_text(text, text.to_str()?, None)?.into_owned())
+    folded_text(text, text.to_str()?)
 }
 
 #[inline(always)]
@@ -473,10 +466,8 @@ fn repetition(
 /// top n-gram fractions for `top_ns`, duplicate n-gram fractions for `dup_ns`).
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-#[pyo3(signature = (text, folded, top_ns, dup_ns, short_block_chars))]
 fn quality_measures(
     text: &Bound<'_, PyString>,
-    folded: Option<&str>,
     top_ns: Vec<usize>,
     dup_ns: Vec<usize>,
     short_block_chars: u64,
@@ -486,7 +477,7 @@ fn quality_measures(
         return Err(PyValueError::new_err("n-gram sizes must be positive"));
     }
     let plain = text.to_str()?;
-    let folded = folded_text(text, plain, folded)?;
+    let folded = folded_text(text, plain)?;
     let text = plain;
     let (words, lengths, spaceless) = quality_words(&folded, t);
     let total: u64 = lengths.iter().sum();
@@ -517,15 +508,13 @@ fn quality_measures(
 /// a text of at most n words is one shingle, "" when it has none), each hashed as rensa
 /// hashes a str token: FxHasher over its UTF-8 bytes. Returned as little-endian u64s.
 #[pyfunction]
-#[pyo3(signature = (text, n, folded = None))]
 fn shingle_hashes<'py>(
     py: Python<'py>,
     text: &Bound<'py, PyString>,
     n: usize,
-    folded: Option<&str>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let t = table()?;
-    let folded = folded_text(text, text.to_str()?, folded)?;
+    let folded = folded_text(text, text.to_str()?)?;
     let folded: &str = &folded;
     if n == 0 {
         return Err(PyValueError::new_err("a shingle needs at least one word"));

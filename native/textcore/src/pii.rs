@@ -30,7 +30,7 @@ pub struct DigitIndex {
     /// Per digit: whether an ASCII space follows it.
     space_after: Vec<bool>,
     /// Bit g is set when a pair of group g of the caller's pair table occurs.
-    groups: u64,
+    groups: u32,
 }
 
 impl DigitIndex {
@@ -55,7 +55,7 @@ impl DigitIndex {
 
     /// The pair groups that occur, as a bit mask (see `digit_index`).
     #[getter]
-    fn groups(&self) -> u64 {
+    fn groups(&self) -> u32 {
         self.groups
     }
 
@@ -193,6 +193,6 @@ pub fn digit_index(text: &str, digit_table: &[u8], pair_groups: &[u8]) -> PyResu
         prev = c;
         pos += 1;
     }
-    index.groups = u64::from(groups);
+    index.groups = groups;
     Ok(index)
 }
