@@ -36,7 +36,8 @@ start_one() {
   fi
   mkdir -p "$TT_RUN_DIR/pids" "$TT_RUN_DIR/logs"
   # setsid: the service leads its own process group, so stop reaches its workers too.
-  (cd "$REPO_ROOT" && exec setsid "$PYTHON" -m "services.$name.main" \
+  # TT_PARTY: each service acts with its own credentials (.run/credentials/<name>/).
+  (cd "$REPO_ROOT" && TT_PARTY="$name" exec setsid "$PYTHON" -m "services.$name.main" \
     >>"$TT_RUN_DIR/logs/$name.log" 2>&1 </dev/null) &
   pid=$!
   echo "$pid" >"$TT_RUN_DIR/pids/$name.pid"

@@ -6,10 +6,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common.topics import TopicRegistry
 
 _PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9._-]*$")
+_PARTY_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# A process that does not say which party it acts for is the operator's tooling.
+DEFAULT_PARTY = "admin"
 
 
 class ConfigError(ValueError):
@@ -42,11 +46,25 @@ class Settings:
     topic_min_insync_replicas: int = 1
     # "none", "console" or "otlp".
     otel_exporter: str = "none"
+    # Who this process acts for ("ingest", "ledger", "admin", ...): it selects the
+    # credentials under credentials_dir/<party>/ (see docs/security.md).
+    party: str = DEFAULT_PARTY
+    credentials_dir: Path = Path(".run/credentials")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read TT_* variables, falling back to the local-stack defaults."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, party: str | None = None
+    ) -> Settings:
+        """Read TT_* variables, falling back to the local-stack defaults. `party` (else
+        TT_PARTY, else "admin") names whose credentials this process uses."""
         env = os.environ if env is None else env
+        party = party or env.get("TT_PARTY") or DEFAULT_PARTY
+        if not _PARTY_PATTERN.match(party):
+            raise ConfigError(
+                "the party (TT_PARTY) must be lower-case letters, digits and '-', "
+                f"starting with a letter, got {party!r}"
+            )
+        run_dir = Path(env.get("TT_RUN_DIR") or ".run")
         prefix = env.get("TT_TOPIC_PREFIX", "")
         if not _PREFIX_PATTERN.match(prefix):
             raise ConfigError(
@@ -71,7 +89,13 @@ class Settings:
             topic_replication_factor=replication,
             topic_min_insync_replicas=min_isr,
             otel_exporter=exporter,
+            party=party,
+            credentials_dir=Path(env.get("TT_CREDENTIALS_DIR") or run_dir / "credentials"),
         )
+
+    def party_credentials(self, party: str | None = None) -> Path:
+        """The folder holding a party's secrets (this process's party by default)."""
+        return self.credentials_dir / (party or self.party)
 
     def topic_registry(self) -> TopicRegistry:
         return TopicRegistry(
