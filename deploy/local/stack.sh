@@ -23,7 +23,7 @@
 #
 # Environment overrides (defaults in brackets):
 #   TT_KAFKA_HOST             [127.0.0.1]  address Kafka listens on and advertises
-#   TT_KAFKA_PORT             [9092]       Kafka PLAINTEXT (client) port
+#   TT_KAFKA_PORT             [9092]       Kafka client port (SASL/SCRAM-SHA-512 over TLS)
 #   TT_KAFKA_CONTROLLER_PORT  [9093]       KRaft controller port
 #   TT_PG_HOST                [127.0.0.1]  address Postgres listens on
 #   TT_PG_PORT                [55432]      Postgres port
@@ -75,6 +75,15 @@ KAFKA_DIR="$TT_RUN_DIR/kafka"
 KAFKA_DATA_DIR="$KAFKA_DIR/data"
 KAFKA_CONFIG="$KAFKA_DIR/server.properties"
 KAFKA_CLUSTER_ID_FILE="$KAFKA_DIR/cluster.id"
+# Security material (docs/security.md): the broker's TLS key and certificate from a CA of
+# the stack's own, the broker's and controller's passwords, and the operator's (admin)
+# Kafka password, which the broker's storage is formatted with. All 0600.
+KAFKA_TLS_DIR="$KAFKA_DIR/tls"
+KAFKA_SECRETS_DIR="$KAFKA_DIR/secrets"
+KAFKA_SECURITY_MARKER="$KAFKA_DIR/security.version"
+CREDENTIALS_DIR="${TT_CREDENTIALS_DIR:-$TT_RUN_DIR/credentials}"
+ADMIN_KAFKA_PASSWORD="$CREDENTIALS_DIR/admin/kafka.password"
+KAFKA_CA_PUBLIC="$CREDENTIALS_DIR/kafka-ca.crt"
 KAFKA_PID_FILE="$PIDS_DIR/kafka.pid"
 KAFKA_LOG="$LOGS_DIR/kafka.log"
 KAFKA_OUT="$LOGS_DIR/kafka.out"
@@ -374,15 +383,78 @@ kafka_pid() { # prints the PID of our running broker, or nothing
   fi
 }
 
+# A password of 32 letters and digits, written once to FILE (0600).
+ensure_password() { # ensure_password FILE
+  [[ -s "$1" ]] && return 0
+  mkdir -p "$(dirname "$1")"
+  chmod 700 "$(dirname "$1")"
+  (umask 077 && head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$1.tmp.$$")
+  mv "$1.tmp.$$" "$1"
+}
+
+kafka_secrets() {
+  mkdir -p "$KAFKA_SECRETS_DIR" "$CREDENTIALS_DIR"
+  chmod 700 "$KAFKA_SECRETS_DIR" "$CREDENTIALS_DIR"
+  ensure_password "$KAFKA_SECRETS_DIR/broker.password"
+  ensure_password "$KAFKA_SECRETS_DIR/controller.password"
+  ensure_password "$ADMIN_KAFKA_PASSWORD"
+}
+
+# The broker's TLS: a CA of this stack's own (its key never leaves $KAFKA_TLS_DIR) and a
+# server certificate for TT_KAFKA_HOST. Clients trust the CA's certificate, which is public.
+kafka_tls() {
+  if [[ -s "$KAFKA_TLS_DIR/broker.pem" && -s "$KAFKA_TLS_DIR/ca.crt" ]]; then
+    cp "$KAFKA_TLS_DIR/ca.crt" "$KAFKA_CA_PUBLIC"
+    return 0
+  fi
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  local dir="$KAFKA_TLS_DIR" san tls_log="$LOGS_DIR/kafka-tls.log"
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [[ "$TT_KAFKA_HOST" =~ ^[0-9.]+$ || "$TT_KAFKA_HOST" == *:* ]]; then
+    san="IP:$TT_KAFKA_HOST,DNS:localhost"
+  else
+    san="DNS:$TT_KAFKA_HOST,DNS:localhost"
+  fi
+  log "kafka: creating the stack's CA and the broker's TLS certificate ($san)"
+  if ! (
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=1TT local Kafka CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$TT_KAFKA_HOST" \
+        -keyout "$dir/broker.key" -out "$dir/broker.csr" &&
+      openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 825 -out "$dir/broker.crt" \
+        -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san") &&
+      cat "$dir/broker.key" "$dir/broker.crt" >"$dir/broker.pem"
+  ) >"$tls_log" 2>&1; then
+    show_logs "$tls_log"
+    die "kafka: creating the TLS certificates with openssl failed (see $tls_log)"
+  fi
+  rm -f "$dir/broker.csr"
+  cp "$dir/ca.crt" "$KAFKA_CA_PUBLIC"
+}
+
 kafka_write_config() {
   mkdir -p "$KAFKA_DATA_DIR"
+  kafka_secrets
+  kafka_tls
   local tmp="$KAFKA_CONFIG.tmp.$$"
-  sed -e "s#@KAFKA_HOST@#$TT_KAFKA_HOST#g" \
+  (umask 077 && sed -e "s#@KAFKA_HOST@#$TT_KAFKA_HOST#g" \
     -e "s#@KAFKA_PORT@#$TT_KAFKA_PORT#g" \
     -e "s#@KAFKA_CONTROLLER_PORT@#$TT_KAFKA_CONTROLLER_PORT#g" \
     -e "s#@KAFKA_DATA_DIR@#$KAFKA_DATA_DIR#g" \
-    "$KAFKA_TEMPLATE" >"$tmp"
+    -e "s#@KAFKA_TLS_DIR@#$KAFKA_TLS_DIR#g" \
+    -e "s#@BROKER_PASSWORD@#$(cat "$KAFKA_SECRETS_DIR/broker.password")#g" \
+    -e "s#@CONTROLLER_PASSWORD@#$(cat "$KAFKA_SECRETS_DIR/controller.password")#g" \
+    "$KAFKA_TEMPLATE" >"$tmp")
   mv "$tmp" "$KAFKA_CONFIG"
+}
+
+# Arguments that make wait_kafka.py authenticate as the operator (a super user).
+kafka_admin_args() {
+  printf '%s\n' --username admin --password-file "$ADMIN_KAFKA_PASSWORD" --cafile "$KAFKA_CA_PUBLIC"
 }
 
 kafka_java() { # kafka_java LOGFILE ARGS... - run a Kafka class in the foreground
@@ -394,6 +466,8 @@ kafka_java() { # kafka_java LOGFILE ARGS... - run a Kafka class in the foregroun
 
 kafka_format() {
   if [[ -f "$KAFKA_DATA_DIR/meta.properties" ]]; then
+    [[ -f "$KAFKA_SECURITY_MARKER" ]] ||
+      die "kafka: the data in $KAFKA_DATA_DIR was created before the broker required authentication, so it has no users. Run 'make reset' (deletes the local Kafka and PostgreSQL data), then 'make up'."
     return 0
   fi
   local cluster_id fmt_log="$LOGS_DIR/kafka-format.log" fmt_out="$LOGS_DIR/kafka-format.out"
@@ -408,11 +482,17 @@ kafka_format() {
     printf '%s\n' "$cluster_id" >"$KAFKA_CLUSTER_ID_FILE"
   fi
   log "kafka: formatting storage in $KAFKA_DATA_DIR (cluster id $cluster_id)"
+  # The broker's and the operator's SCRAM users go in with the storage: every other user
+  # is created by the operator's tool over the authenticated listener.
   if ! kafka_java "$fmt_log" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONFIG" \
-    --standalone --ignore-formatted >>"$fmt_out" 2>&1 </dev/null; then
+    --standalone --ignore-formatted \
+    --add-scram "SCRAM-SHA-512=[name=broker,password=$(cat "$KAFKA_SECRETS_DIR/broker.password")]" \
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "$ADMIN_KAFKA_PASSWORD")]" \
+    >>"$fmt_out" 2>&1 </dev/null; then
     show_logs "$fmt_out" "$fmt_log"
     die "kafka: formatting storage failed (see $fmt_out and $fmt_log)"
   fi
+  echo 1 >"$KAFKA_SECURITY_MARKER"
 }
 
 kafka_check_ports() {
@@ -456,7 +536,9 @@ kafka_wait() {
   pid="$(read_pid "$KAFKA_PID_FILE")"
   deadline=$((SECONDS + TT_STACK_TIMEOUT))
   if command -v "$PYTHON" >/dev/null 2>&1; then
-    "$PYTHON" "$SCRIPT_DIR/wait_kafka.py" --bootstrap "$KAFKA_BOOTSTRAP" --timeout "$TT_STACK_TIMEOUT" 9>&- &
+    local -a auth
+    mapfile -t auth < <(kafka_admin_args)
+    "$PYTHON" "$SCRIPT_DIR/wait_kafka.py" --bootstrap "$KAFKA_BOOTSTRAP" --timeout "$TT_STACK_TIMEOUT" "${auth[@]}" 9>&- &
     waiter=$!
     while pid_alive "$waiter"; do
       if ! pid_alive "$pid"; then
@@ -883,8 +965,10 @@ cmd_pg_restart() {
 
 cmd_reset() {
   cmd_down
-  log "reset: deleting $KAFKA_DIR and $PG_DIR (jar cache in $CACHE_DIR is kept)"
-  rm -rf "$KAFKA_DIR" "$PG_DIR" "$TT_RUN_DIR/pg"
+  # The credentials (and the demo's principals) name users of the deleted broker, and
+  # preprocess's state mirrors topics that no longer exist: they go with the data.
+  log "reset: deleting $KAFKA_DIR, $PG_DIR, $CREDENTIALS_DIR, $TT_RUN_DIR/preprocess and $TT_RUN_DIR/demo (jar cache in $CACHE_DIR is kept)"
+  rm -rf "$KAFKA_DIR" "$PG_DIR" "$TT_RUN_DIR/pg" "$CREDENTIALS_DIR" "$TT_RUN_DIR/preprocess" "$TT_RUN_DIR/demo"
   log "reset: done"
 }
 
@@ -895,7 +979,9 @@ cmd_env() {
 
 cmd_smoke() {
   [[ -n "$(kafka_pid)" ]] || die "kafka is not running (run '$0 up' first)"
-  "$PYTHON" "$SCRIPT_DIR/wait_kafka.py" --bootstrap "$KAFKA_BOOTSTRAP" --timeout "$TT_STACK_TIMEOUT" --smoke
+  local -a auth
+  mapfile -t auth < <(kafka_admin_args)
+  "$PYTHON" "$SCRIPT_DIR/wait_kafka.py" --bootstrap "$KAFKA_BOOTSTRAP" --timeout "$TT_STACK_TIMEOUT" --smoke "${auth[@]}"
 }
 
 usage() {

@@ -3,6 +3,10 @@
 
 Usage:
     python deploy/local/wait_kafka.py [--bootstrap HOST:PORT] [--timeout SECONDS] [--smoke]
+        [--username NAME --password-file FILE] [--cafile CA.crt]
+
+With --username the client authenticates with SASL/SCRAM-SHA-512, over TLS when --cafile
+names the CA that signed the broker's certificate (the local stack's broker requires both).
 
 Exit status: 0 when the broker answered (and, with --smoke, the round trip worked),
 1 with a message on stderr otherwise, 2 if aiokafka is not importable.
@@ -51,8 +55,33 @@ def _error_codes(response: object, key: str) -> list[tuple[str, int, str | None]
     return out
 
 
+# Set by main(): SASL and TLS options for every client.
+SECURITY: dict = {}
+
+
+def _security(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    if args.cafile:
+        import ssl
+
+        options["ssl_context"] = ssl.create_default_context(cafile=args.cafile)
+    if args.username:
+        with open(args.password_file, encoding="utf-8") as handle:
+            password = handle.read().strip()
+        options.update(
+            security_protocol="SASL_SSL" if args.cafile else "SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=args.username,
+            sasl_plain_password=password,
+        )
+    elif args.cafile:
+        options["security_protocol"] = "SSL"
+    return options
+
+
 async def _metadata_once(bootstrap: str, request_timeout_ms: int) -> dict:
     admin = AIOKafkaAdminClient(
+        **SECURITY,
         bootstrap_servers=bootstrap,
         request_timeout_ms=request_timeout_ms,
         client_id="tt-wait-kafka",
@@ -92,7 +121,9 @@ async def wait_for_metadata(bootstrap: str, limit_s: float) -> dict:
 async def smoke(bootstrap: str, limit_s: float) -> None:
     topic = f"tt-smoke-{uuid.uuid4().hex[:12]}"
     payload = f"smoke {uuid.uuid4()}".encode()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tt-wait-kafka-smoke")
+    admin = AIOKafkaAdminClient(
+        **SECURITY, bootstrap_servers=bootstrap, client_id="tt-wait-kafka-smoke"
+    )
     await admin.start()
     try:
         resp = await admin.create_topics(
@@ -104,6 +135,7 @@ async def smoke(bootstrap: str, limit_s: float) -> None:
         _say(f"smoke: created topic {topic}")
 
         producer = AIOKafkaProducer(
+            **SECURITY,
             bootstrap_servers=bootstrap,
             enable_idempotence=True,
             acks="all",
@@ -119,6 +151,7 @@ async def smoke(bootstrap: str, limit_s: float) -> None:
 
         consumer = AIOKafkaConsumer(
             topic,
+            **SECURITY,
             bootstrap_servers=bootstrap,
             group_id=f"{topic}-group",
             auto_offset_reset="earliest",
@@ -194,7 +227,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")
     parser.add_argument("--smoke", action="store_true", help="also do a produce/consume round trip")
     parser.add_argument("-v", "--verbose", action="store_true", help="show aiokafka's own logging")
+    parser.add_argument("--username", help="SASL/SCRAM-SHA-512 user")
+    parser.add_argument("--password-file", help="file holding that user's password")
+    parser.add_argument("--cafile", help="CA certificate of the broker (TLS)")
     args = parser.parse_args()
+    if args.username and not args.password_file:
+        parser.error("--username needs --password-file")
+    SECURITY.update(_security(args))
     # aiokafka logs every refused connection at ERROR while the broker is starting: keep it quiet.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL)
     return asyncio.run(main_async(args))

@@ -1,8 +1,11 @@
 """`1tt audit`: replay the log and check the money (docs/audit.md).
 
 Reads every fact topic from offset 0 with its own consumer (no group, read_committed),
-recomputes allocations and payouts with the published rules (services/audit/recompute.py,
-on the pure functions of services/ledger/rules.py and services/payout/rules.py), and
+as the auditor party (read-only on the fact topics), verifies every fact's signature
+(services.common.signing: only facts signed by the party that owns their type count, as
+for every service), recomputes allocations and payouts with the published rules
+(services/audit/recompute.py, on the pure functions of services/ledger/rules.py and
+services/payout/rules.py), and
 compares them with (a) the allocation.made and payout.issued facts on the log and (b)
 the ledger's and payout's projections in PostgreSQL. Any difference is listed precisely.
 """
@@ -18,6 +21,8 @@ from services.audit.recompute import Allocation, check_payouts, recompute
 from services.common.config import Settings
 from services.common.db import connect
 from services.common.facts import BY_EVENT_TYPE, payload_of
+from services.common.identity import ROLE_NAMES
+from services.common.keys import KeyFeed
 from services.common.logreader import ReadStats, read_log
 from services.common.money import micros_per_minor
 from services.ledger.projection import ALLOCATION_COLUMNS
@@ -39,6 +44,16 @@ class AuditReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Trusted facts by who signed them and fact type: {"ledger": {"allocation.made": 12}}.
+    signed_by: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Facts on the log that no reader trusts (every service dead-lettered them).
+    untrusted_records: int = 0
+    untrusted: list[str] = field(default_factory=list)
+    # The signing keys the log registered, and registrations that were refused.
+    keys: list[dict] = field(default_factory=list)
+    refused_keys: list[str] = field(default_factory=list)
+    # Every principal registered by a trusted fact: id, role, name, who registered it.
+    principals: list[dict] = field(default_factory=list)
 
     @property
     def matched(self) -> bool:
@@ -56,6 +71,12 @@ class AuditReport:
             "allocations_digest": self.digest,
             "revenue_outcomes": self.outcomes,
             "mismatches": self.mismatches,
+            "signed_by": self.signed_by,
+            "untrusted_records": self.untrusted_records,
+            "untrusted": self.untrusted,
+            "keys": self.keys,
+            "refused_keys": self.refused_keys,
+            "principals": self.principals,
             "notes": self.notes,
         }
 
@@ -87,15 +108,18 @@ async def run_audit(
     stats = ReadStats()
     by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
     seen: set[str] = set()
-    async for record in read_log(
-        settings.kafka_bootstrap, settings.topic_registry(), BY_EVENT_TYPE, stats
-    ):
-        envelope = record.envelope
-        if envelope.event_id in seen:  # a resend: the same event id, discarded by readers
-            report.duplicate_records += 1
-            continue
-        seen.add(envelope.event_id)
-        by_type[envelope.event_type].append(envelope)
+    registry = settings.topic_registry()
+    async with KeyFeed.for_settings(settings, registry) as keys:
+        async for record in read_log(settings.kafka, registry, BY_EVENT_TYPE, keys, stats):
+            envelope = record.envelope
+            if envelope.event_id in seen:  # a resend: the same event id, discarded by readers
+                report.duplicate_records += 1
+                continue
+            seen.add(envelope.event_id)
+            by_type[envelope.event_type].append(envelope)
+            if envelope.event_type == "principal.registered":
+                report.principals.append(_principal(envelope, record.signer))
+        _report_trust(report, stats, keys.keyring)
     report.invalid_records = stats.invalid
     report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
     expected = recompute(by_type)
@@ -146,6 +170,38 @@ async def run_audit(
         )
     del mismatches[MAX_LISTED:]
     return report
+
+
+def _principal(envelope, signer) -> dict:
+    fact = payload_of(envelope)
+    return {
+        "principal_id": fact.principal_id,
+        "role": ROLE_NAMES.get(fact.role, f"unknown role {fact.role}"),
+        "name": fact.name,
+        "api_key_prefix": fact.api_key_prefix,
+        "registered_by": f"{signer.speaker} ({signer.key_id})",
+    }
+
+
+def _report_trust(report: AuditReport, stats: ReadStats, keyring) -> None:
+    for (speaker, event_type), count in sorted(stats.by_signer.items()):
+        report.signed_by.setdefault(speaker, {})[event_type] = count
+    report.untrusted_records = len(stats.untrusted)
+    report.untrusted = [
+        f"{topic}[{partition}]@{offset}: {reason}"
+        for topic, partition, offset, reason in stats.untrusted[:MAX_LISTED]
+    ]
+    for entry in sorted(keyring.entries(), key=lambda e: (e.party, e.principal_id, e.key_id)):
+        report.keys.append(
+            {
+                "key_id": entry.key_id,
+                "speaks_for": entry.speaker,
+                "anchor": entry.key_id in keyring.anchor_ids,
+                "valid_from_ms": entry.valid_from_ms,
+                "valid_until_ms": entry.valid_until_ms,
+            }
+        )
+    report.refused_keys = [f"{key_id}: {reason}" for key_id, reason in keyring.refused]
 
 
 def _fields(allocation: Allocation) -> dict:

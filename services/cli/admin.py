@@ -1,7 +1,8 @@
 """Operator verbs: `1tt admin init-secrets` and `1tt admin add-principal`.
 
-These run on the platform's side with access to its Kafka and PostgreSQL: a principal is
-a fact on the log (principal.registered), which every service projects.
+These run on the platform's side as the operator (the admin party: a Kafka super user
+whose signing key is the trust anchor): a principal is a fact on the log
+(principal.registered), which every service projects.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.cli.provision import ensure_anchor, provision_consumer
 from services.common.blobstore import write_keypair
 from services.common.bus import FactProducer
-from services.common.config import Settings
+from services.common.config import KafkaAccess, Settings
 from services.common.facts import make_envelope
 from services.common.identity import ROLE_NAMES, generate_api_key, role_number
 from services.common.ids import new_id
-from services.common.topics import ensure_topics_on_broker
 from services.ingest.receipts import generate_signing_key
 from tt.facts.v1 import identity_pb2
 
@@ -58,18 +59,20 @@ def init_secrets(run_dir: Path) -> list[Path]:
 async def add_principal(
     settings: Settings, role: str, name: str, ingest_schema: str, wait_s: float
 ) -> tuple[dict, bool]:
-    """Register a principal on the log and wait until ingest can authenticate it.
-    Returns the printable record (with the key, shown once) and whether ingest saw it."""
+    """Register a principal on the log (signed with the admin's key) and wait until ingest
+    can authenticate it. A data consumer also gets its own Kafka user, with the consumer's
+    rights, and its own signing key registered on the log: a folder of credentials it
+    publishes its facts with. Returns the printable record (with the API key, shown once)
+    and whether ingest saw the principal."""
     import asyncpg
 
     role_value = role_number(role)
-    if not name.strip():
-        raise ValueError("--name must not be empty")
+    name = check_text("--name", name.strip(), 200)
     key = generate_api_key()
     fact = identity_pb2.PrincipalRegistered(
         principal_id=new_id(),
         role=role_value,
-        name=name.strip(),
+        name=name,
         api_key_sha256=key.sha256,
         api_key_prefix=key.prefix,
     )
@@ -78,9 +81,6 @@ async def add_principal(
         fact, event_id=new_id(), producer="1tt-admin", occurred_at=now, recorded_at=now
     )
     registry = settings.topic_registry()
-    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
-    async with FactProducer(settings.kafka_bootstrap, registry, client_id="1tt-admin") as producer:
-        await producer.publish(envelope)
     record = {
         "principal_id": fact.principal_id,
         "role": ROLE_NAMES[role_value],
@@ -88,6 +88,13 @@ async def add_principal(
         "api_key": key.key,
         "api_key_prefix": key.prefix,
     }
+    if role == "consumer":
+        credentials = await provision_consumer(settings, registry, fact.principal_id, name)
+        record["credentials"] = str(credentials.folder)
+        record["party"] = credentials.party
+    admin = ensure_anchor(settings)
+    async with FactProducer(settings.kafka, registry, client_id="1tt-admin", signer=admin) as out:
+        await out.publish(envelope)
     seen = False
     try:
         conn = await asyncpg.connect(settings.database_url)
@@ -109,12 +116,28 @@ async def add_principal(
     return record, seen
 
 
+def check_text(what: str, value: str, limit: int) -> str:
+    """`value` if it is non-empty printable text of at most `limit` characters."""
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"{what} must be at most {limit} characters, got {len(value)}")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
 def print_principal(record: dict, seen: bool, as_json: bool) -> None:
     if as_json:
         print(json.dumps(record))
     else:
         print(f"{record['role']} {record['name']!r} registered as {record['principal_id']}")
         print(f"API key (shown once, store it now): {record['api_key']}")
+        if "credentials" in record:
+            print(
+                f"Kafka user and signing key for publishing its facts: {record['credentials']}"
+                f" (hand this folder to the consumer; use it with TT_PARTY={record['party']})"
+            )
     if not seen:
         print(
             "warning: the ingest service has not picked this principal up yet (is it "
@@ -145,12 +168,12 @@ async def wait_serving(address: str, wait_s: float) -> tuple[bool, str]:
             await asyncio.sleep(0.2)
 
 
-async def wait_group_stable(bootstrap: str, group: str, wait_s: float) -> tuple[bool, str]:
+async def wait_group_stable(kafka: KafkaAccess, group: str, wait_s: float) -> tuple[bool, str]:
     """A stream processor is ready when its consumer group is Stable with a member."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     deadline = asyncio.get_running_loop().time() + wait_s
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=5000)
     await admin.start()
     try:
         while True:

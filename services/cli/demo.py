@@ -2,7 +2,8 @@
 
 1. The event log: one fact of every type goes through the real Kafka broker into a
    Postgres projection, through the same bus, inbox and validation every service uses; a
-   resent fact and a malformed message show the exactly-once and dead-letter paths. This
+   resent fact, a malformed message and a forged fact (a payout signed with the consumer's
+   key) show the exactly-once and dead-letter paths. This
    runs under its own topic prefix, so its example facts never reach the services.
 2. Contributors: three organisations get API keys and upload text found on this machine
    through `1tt contribute`; their signed receipts are verified; each sees its report.
@@ -24,6 +25,7 @@ from google.protobuf import json_format
 
 from services.cli import demo_consumer as consumer
 from services.cli import demo_contributors as contributors
+from services.cli.provision import owner_signers, prepare
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import create_pool
@@ -31,8 +33,8 @@ from services.common.examples import example_envelopes
 from services.common.facts import BY_EVENT_TYPE, Envelope, payload_of
 from services.common.ids import new_id
 from services.common.inbox import Inbox
+from services.common.keys import KeyFeed
 from services.common.migrations import migrate_schema
-from services.common.topics import ensure_topics_on_broker
 
 SCHEMA = "demo"
 BACKBONE_PREFIX = "demo-backbone."
@@ -62,24 +64,28 @@ async def run_demo(settings: Settings) -> int:
     registry = settings.topic_registry()
     run_id = new_id()[:8]
     print(f"Kafka {settings.kafka_bootstrap}  PostgreSQL {settings.database_url}  run {run_id}")
-    created = await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
-    print(f"Topics ready ({len(registry.specs())} registered, {len(created)} created now)")
+    prepared = await prepare(settings, registry)
+    print(
+        f"Topics ready ({len(registry.specs())} registered, {len(prepared.topics_created)} "
+        "created now); each party's Kafka user, ACLs and signing key in place"
+    )
     await migrate_schema(settings.database_url, SCHEMA, "demo", SQL_DIR)
 
     envelopes = example_envelopes(run_id, producer="1tt-demo")
+    signers = await owner_signers(settings, registry, consumer_ids=["consumer"])
     pool = await create_pool(settings.database_url, SCHEMA, application_name="1tt-demo")
     try:
         async with FactProducer(
-            settings.kafka_bootstrap, registry, client_id="1tt-demo"
+            settings.kafka, registry, client_id="1tt-demo", signer=signers
         ) as producer:
-            await _send(producer, envelopes)
+            await _send(producer, envelopes, signers)
             return await _receive(settings, registry, producer, pool, envelopes)
     finally:
         await pool.close()
 
 
-async def _send(producer: FactProducer, envelopes: list[Envelope]) -> None:
-    print("\nSent to Kafka (idempotent producer, acks=all):")
+async def _send(producer: FactProducer, envelopes: list[Envelope], signers) -> None:
+    print("\nSent to Kafka (idempotent producer, acks=all, each signed by its owner):")
     for envelope in envelopes:
         sent = await producer.publish(envelope)
         print(
@@ -97,28 +103,43 @@ async def _send(producer: FactProducer, envelopes: list[Envelope]) -> None:
         garbage_topic, resent.key.encode(), b"\x0a\xff\xff not a protobuf envelope", []
     )
     print(f"  {'(malformed bytes)':<24} {'':<22} -> {sent.topic}[{sent.partition}]@{sent.offset}")
+    # A payout forged by the consumer: its own key, valid, but not the payout service's.
+    payout = next(e for e in envelopes if e.event_type == "payout.issued")
+    forged = Envelope()
+    forged.CopyFrom(payout)
+    forged.event_id = f"{payout.event_id}-forged"
+    forged.payout_issued.amount_minor *= 100
+    value = signers.consumers["consumer"].seal(forged)
+    topic = producer.registry.fact_topic("payout.issued")
+    sent = await producer.publish_raw(topic, forged.key.encode(), value, [])
+    print(
+        f"  {'(payout signed by the consumer)':<24} {'':<7} -> "
+        f"{sent.topic}[{sent.partition}]@{sent.offset}"
+    )
 
 
 async def _receive(settings, registry, producer, pool, envelopes) -> int:
     correlation_id = envelopes[0].correlation_id
     journal = Inbox(pool, GROUP, journal_fact)
+    keys = KeyFeed.for_settings(settings, registry)
     consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka,
         registry=registry,
         group_id=GROUP,
         event_types=BY_EVENT_TYPE,
         handler=journal,
         dead_letters=producer,
+        keys=keys,
     )
     ours = {e.event_id for e in envelopes}
     deadline = time.monotonic() + WAIT_S
-    async with consumer:
+    async with keys, consumer:
         while time.monotonic() < deadline:
             await consumer.poll_once()
             stored = await pool.fetchval(
                 "SELECT count(*) FROM fact_journal WHERE correlation_id = $1", correlation_id
             )
-            if stored == len(ours) and journal.duplicate_count and consumer.dead_letter_count:
+            if stored == len(ours) and journal.duplicate_count and consumer.dead_letter_count >= 2:
                 break
     rows = await pool.fetch(
         "SELECT event_type, event_id, payload FROM fact_journal WHERE correlation_id = $1 "
@@ -133,11 +154,10 @@ async def _receive(settings, registry, producer, pool, envelopes) -> int:
         summary = ", ".join(f"{k}={v}" for k, v in list(json.loads(row["payload"]).items())[:3])
         print(f"  {row['event_type']:<24} {row['event_id'][:8]}  {summary[:80]}")
     print(f"  redeliveries ignored by the inbox: {journal.duplicate_count}")
-    print(
-        f"  dead-lettered to {registry.dead_letter_topic}: {consumer.dead_letter_count}"
-        + (f" ({consumer.last_dead_letter_reason})" if consumer.last_dead_letter_reason else "")
-    )
-    ok = len(rows) == len(ours) and journal.duplicate_count >= 1 and consumer.dead_letter_count >= 1
+    print(f"  dead-lettered to {registry.dead_letter_topic}: {consumer.dead_letter_count}")
+    for reason in consumer.dead_letter_reasons:
+        print(f"    - {reason}")
+    ok = len(rows) == len(ours) and journal.duplicate_count >= 1 and consumer.dead_letter_count >= 2
     verdict = "backbone ok" if ok else "backbone FAILED"
     print(
         f"  {verdict}: facts_sent={len(ours)} facts_stored={len(rows)} "

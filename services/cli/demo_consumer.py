@@ -39,7 +39,7 @@ class ConsumerTotals:
     ok: bool = True
 
 
-def _run(*args: str, api_key: str, json_flag: bool = True) -> dict:
+def _run(*args: str, api_key: str | None = None, json_flag: bool = True) -> dict:
     result = tt(*args, *(["--json"] if json_flag else []), api_key=api_key)
     if result.returncode != 0:
         raise RuntimeError(f"1tt {' '.join(args)} failed: {result.stderr.strip()}")
@@ -48,7 +48,10 @@ def _run(*args: str, api_key: str, json_flag: bool = True) -> dict:
 
 def run(uploads: UploadTotals) -> ConsumerTotals:
     demo_dir = Path(os.environ.get("TT_RUN_DIR", ".run")) / "demo"
-    key = principals(demo_dir / "principals.json", [CONSUMER], role="consumer")[CONSUMER]["api_key"]
+    # The consumer publishes with its own Kafka user and signing key (its credentials
+    # folder), not an API key: the ledger trusts its facts because its key signed them.
+    consumer = principals(demo_dir / "principals.json", [CONSUMER], role="consumer")[CONSUMER]
+    credentials, key = consumer["credentials"], consumer["api_key"]
     totals = ConsumerTotals()
     period = datetime.now(UTC).strftime("%Y-%m")
     contribution_ids = sorted(cid for ids in uploads.contributions.values() for cid in ids)
@@ -65,7 +68,8 @@ def run(uploads: UploadTotals) -> ConsumerTotals:
         CURRENCY,
         "--min-payout-minor",
         "1000",
-        api_key=key,
+        "--credentials",
+        credentials,
     )
     print(
         f"  1tt consumer agreement --service {SERVICE} --share-bps {SHARE_BPS} ... -> "
@@ -78,7 +82,8 @@ def run(uploads: UploadTotals) -> ConsumerTotals:
         "--name",
         "demo-training-set",
         *[arg for cid in contribution_ids for arg in ("--contribution", cid)],
-        api_key=key,
+        "--credentials",
+        credentials,
     )
     members = snapshot["fact"]["members"]
     tokens = sum(int(m["tokens_accepted"]) for m in members)
@@ -96,7 +101,8 @@ def run(uploads: UploadTotals) -> ConsumerTotals:
         snapshot["snapshot_id"],
         "--from",
         "2026-01-01",
-        api_key=key,
+        "--credentials",
+        credentials,
     )
     print(
         f"  1tt consumer deploy --service {SERVICE} ... -> deployment {deployment['deployment_id']}"
@@ -115,7 +121,8 @@ def run(uploads: UploadTotals) -> ConsumerTotals:
         CURRENCY,
         "--id",
         external_id,
-        api_key=key,
+        "--credentials",
+        credentials,
     )
     totals.revenue_minor = REVENUE_MINOR
     print(

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from services.cli.ledger_cli import consumer_settings, credentials_option
 from services.common.config import Settings
 
 
@@ -24,8 +25,7 @@ def add_export_parser(consumer_subparsers) -> None:
         "--out", required=True, metavar="DIR", help="a new or empty directory to create"
     )
     export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    export.add_argument("--api-key", default=None, help="a consumer's key (default: $TT_API_KEY)")
-    export.add_argument("--json", action="store_true", help="print JSON for machines")
+    credentials_option(export)
 
 
 def blob_locations(env=None) -> tuple[Path, Path]:
@@ -46,8 +46,8 @@ async def run_export(settings: Settings, args) -> int:
     from services.consumer.export import export_snapshot
 
     blob_root, key_file = blob_locations()
-    api_key = args.api_key or os.environ.get("TT_API_KEY")
-    async with await ConsumerClient.connect(settings, api_key, "exporting a snapshot") as client:
+    consumer = consumer_settings(settings, args.credentials)
+    async with await ConsumerClient.connect(consumer) as client:
         summary = await export_snapshot(
             client,
             args.snapshot,

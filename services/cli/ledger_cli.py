@@ -4,9 +4,11 @@ ledger views (`1tt allocations`) and `1tt rebuild ledger`."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 from services.common.config import Settings
 from services.common.money import format_micros, format_minor
@@ -15,6 +17,26 @@ from services.common.money import format_micros, format_minor
 def _key_option(parser: argparse.ArgumentParser, role: str) -> None:
     parser.add_argument("--api-key", default=None, help=f"a {role}'s key (default: $TT_API_KEY)")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def credentials_option(parser: argparse.ArgumentParser) -> None:
+    """The consumer's verbs act with the consumer's own credentials, not an API key."""
+    parser.add_argument(
+        "--credentials",
+        default=None,
+        metavar="FOLDER",
+        help="the consumer's credentials folder, as '1tt admin add-principal --role "
+        "consumer' printed it (default: $TT_CREDENTIALS_DIR/$TT_PARTY)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def consumer_settings(settings: Settings, folder: str | None) -> Settings:
+    """`settings` acting as the consumer whose credentials are in `folder` (if given)."""
+    if not folder:
+        return settings
+    path = Path(folder).resolve()
+    return dataclasses.replace(settings.for_party(path.name), credentials_dir=path.parent)
 
 
 def add_consumer_parsers(consumer) -> None:
@@ -28,7 +50,7 @@ def add_consumer_parsers(consumer) -> None:
     agreement.add_argument("--currency", required=True)
     agreement.add_argument("--min-payout-minor", type=int, default=0)
     agreement.add_argument("--id", dest="agreement_id", help="default: derived from the terms")
-    _key_option(agreement, "consumer")
+    credentials_option(agreement)
 
     snapshot = consumer.add_parser("snapshot", help="record the contributions a dataset took")
     snapshot.add_argument("--name", required=True)
@@ -37,7 +59,7 @@ def add_consumer_parsers(consumer) -> None:
         "--contribution", action="append", default=[], dest="contributions", metavar="ID"
     )
     snapshot.add_argument("--as-of", metavar="TIME", help="default: now")
-    _key_option(snapshot, "consumer")
+    credentials_option(snapshot)
 
     deploy = consumer.add_parser("deploy", help="record that a service runs on snapshots")
     deploy.add_argument("--service", required=True)
@@ -46,7 +68,7 @@ def add_consumer_parsers(consumer) -> None:
     )
     deploy.add_argument("--from", dest="deployed_from", required=True, metavar="DATE")
     deploy.add_argument("--id", dest="deployment_id")
-    _key_option(deploy, "consumer")
+    credentials_option(deploy)
 
     revenue = consumer.add_parser("revenue", help="record revenue a service earned")
     revenue.add_argument("--service", required=True)
@@ -62,14 +84,14 @@ def add_consumer_parsers(consumer) -> None:
         dest="deployments",
         help="default: the deployments live in the period",
     )
-    _key_option(revenue, "consumer")
+    credentials_option(revenue)
 
     adjust = consumer.add_parser("adjust", help="correct recorded revenue (signed delta)")
     adjust.add_argument("--revenue", required=True, metavar="EXTERNAL_ID")
     adjust.add_argument("--delta-minor", type=int, required=True)
     adjust.add_argument("--reason", required=True)
     adjust.add_argument("--id", dest="adjustment_id", required=True)
-    _key_option(adjust, "consumer")
+    credentials_option(adjust)
 
 
 def add_ledger_parsers(commands) -> None:
@@ -93,8 +115,9 @@ def add_ledger_parsers(commands) -> None:
 async def run_consumer(settings: Settings, args) -> int:
     from services.consumer.client import ConsumerClient
 
-    api_key = args.api_key or os.environ.get("TT_API_KEY")
-    async with await ConsumerClient.connect(settings, api_key) as client:
+    async with await ConsumerClient.connect(
+        consumer_settings(settings, args.credentials)
+    ) as client:
         command = args.consumer_command
         if command == "agreement":
             published = await client.publish_agreement(
@@ -239,8 +262,10 @@ async def run_audit(settings: Settings, args) -> int:
         ["auditor", "operator"],
         "the audit",
     )
+    # The audit reads the log as the auditor: read-only on the fact topics.
+    auditor = settings if settings.party == "auditor" else settings.for_party("auditor")
     report = await audit(
-        settings,
+        auditor,
         os.environ.get("TT_LEDGER_SCHEMA", "ledger"),
         os.environ.get("TT_PAYOUT_SCHEMA", "payout"),
         check_projections=not args.facts_only,
@@ -255,6 +280,26 @@ async def run_audit(settings: Settings, args) -> int:
         print(
             f"  ({report.duplicate_records} resent records ignored, "
             f"{report.invalid_records} invalid records)"
+        )
+    print("signed by (every fact's signature verified):")
+    for speaker, counts in sorted(report.signed_by.items()):
+        listed = ", ".join(f"{event_type} {n}" for event_type, n in sorted(counts.items()))
+        print(f"  {speaker:<48} {sum(counts.values()):>8}  ({listed})")
+    if report.untrusted_records:
+        print(
+            f"  {report.untrusted_records} record(s) not trusted (dead-lettered by every "
+            "reader; they changed nothing):"
+        )
+        for line in report.untrusted:
+            print(f"    - {line}")
+    print(f"signing keys: {len(report.keys)} registered, {len(report.refused_keys)} refused")
+    for line in report.refused_keys:
+        print(f"  refused: {line}")
+    print(f"principals: {len(report.principals)}")
+    for principal in report.principals:
+        print(
+            f"  {principal['role']:<12} {principal['name']!r} {principal['principal_id']} "
+            f"(key {principal['api_key_prefix']}, registered by {principal['registered_by']})"
         )
     outcomes = ", ".join(f"{n} {status}" for status, n in sorted(report.outcomes.items()))
     print(f"revenue events: {outcomes or 'none'}")

@@ -14,7 +14,7 @@ import grpc
 
 from services.cli import export_cli, ledger_cli, payout_cli
 from services.common.config import ConfigError, Settings
-from services.common.topics import describe_topic_configs_on_broker, ensure_topics_on_broker
+from services.common.topics import describe_topic_configs_on_broker
 
 DEFAULT_INGEST_ADDRESS = "127.0.0.1:50051"
 
@@ -106,10 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "reference", help="register the consumer's own corpus for deduplication (fingerprints only)"
     )
     reference.add_argument("paths", nargs="+", metavar="PATH")
-    reference.add_argument("--json", action="store_true")
-    reference.add_argument(
-        "--api-key", default=None, help="a consumer's key (default: $TT_API_KEY)"
-    )
+    ledger_cli.credentials_option(reference)
     ledger_cli.add_consumer_parsers(consumer)
     export_cli.add_export_parser(consumer)
     ledger_cli.add_ledger_parsers(commands)
@@ -133,20 +130,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _prepare(settings: Settings) -> int:
-    specs = settings.topic_registry().specs()
-    created = await ensure_topics_on_broker(settings.kafka_bootstrap, specs)
+    from services.cli.provision import prepare
+
+    registry = settings.topic_registry()
+    result = await prepare(settings, registry)
+    created = result.topics_created
     print(
-        f"topics: {len(specs)} registered, {len(created)} created"
+        f"topics: {len(registry.specs())} registered, {len(created)} created"
         + (f" ({', '.join(created)})" if created else "")
+    )
+    print(
+        f"kafka users and ACLs: {result.acls_added} rules granted, {result.acls_removed} "
+        f"revoked; signing keys registered: {len(result.keys_registered)}"
     )
     return 0
 
 
 async def _topics(settings: Settings) -> int:
     specs = settings.topic_registry().specs()
-    current = await describe_topic_configs_on_broker(
-        settings.kafka_bootstrap, [spec.name for spec in specs]
-    )
+    current = await describe_topic_configs_on_broker(settings.kafka, [spec.name for spec in specs])
     for spec in specs:
         broker = current.get(spec.name, {})
         shown = " ".join(f"{k}={broker.get(k, '?')}" for k in sorted(spec.configs))
@@ -263,12 +265,8 @@ async def _admin(settings: Settings, args) -> int:
             print(f"payout at {base}: {detail}")
             return 0 if ready else 1
         if args.service in ("preprocess", "ledger"):
-            group = f"{settings.topic_prefix}" + (
-                "tt-preprocess" if args.service == "preprocess" else "ledger"
-            )
-            ready, detail = await admin.wait_group_stable(
-                settings.kafka_bootstrap, group, args.wait_s
-            )
+            group = settings.topic_registry().consumer_group(args.service)
+            ready, detail = await admin.wait_group_stable(settings.kafka, group, args.wait_s)
             print(f"{args.service}: {detail}")
             return 0 if ready else 1
         address = args.address or os.environ.get("TT_INGEST_ADDRESS", DEFAULT_INGEST_ADDRESS)
@@ -328,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "consumer":
             import json
 
-            from services.cli.reference import register_reference, require_role
+            from services.cli.reference import reference
 
-            asyncio.run(
-                require_role(settings, args.api_key or os.environ.get("TT_API_KEY"), "consumer")
-            )
             result = asyncio.run(
-                register_reference(settings, args.paths, Path(os.environ.get("TT_RUN_DIR", ".run")))
+                reference(
+                    ledger_cli.consumer_settings(settings, args.credentials),
+                    args.paths,
+                    Path(os.environ.get("TT_RUN_DIR", ".run")),
+                )
             )
             print(
                 json.dumps(result)

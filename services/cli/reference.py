@@ -7,38 +7,41 @@ exact or near copy of a reference document earns nothing, and its report says
 "reference_duplicate". Documents contributed before the registration are not affected:
 "earlier" is the order of the log.
 
-This is a platform-side tool: it writes to the blob store and the preprocess topic.
+The consumer publishes a reference.registered fact with its own credentials (Kafka user
+and signing key); preprocess reads it like any other fact. The fingerprints go to the
+platform's blob store, encrypted to preprocess's key.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-
-from aiokafka import AIOKafkaProducer
 
 from services.cli.contribute import CliError, collect_files
 from services.cli.estimate import _records
 from services.common.blobstore import BlobStore, load_public_key
 from services.common.config import Settings
-from services.common.identity import Principal
+from services.common.facts import make_envelope
 from services.common.ids import new_id
-from services.common.principals import AccessError, principal_for_key
+from services.consumer.client import ConsumerClient, ConsumerError
 from services.preprocess.fingerprints import fingerprint
 from services.preprocess.normalize import normalize
 from services.preprocess.pipeline import PipelineConfig
+from tt.facts.v1 import common_pb2, consumer_pb2
 
 
-async def require_role(settings: Settings, api_key: str | None, role: str) -> Principal:
-    """The principal holding `api_key`, if it has `role`; CliError saying what is wrong."""
+async def reference(settings: Settings, paths: list[str], run_dir: Path) -> dict:
+    """Fingerprint the files and publish them as the consumer `settings` acts for."""
     try:
-        return await principal_for_key(settings.database_url, api_key, [role], "this command")
-    except AccessError as error:
+        async with await ConsumerClient.connect(settings) as client:
+            return await register_reference(client, paths, run_dir)
+    except ConsumerError as error:
         raise CliError(str(error)) from None
 
 
-async def register_reference(settings: Settings, paths: list[str], run_dir: Path) -> dict:
+async def register_reference(client: ConsumerClient, paths: list[str], run_dir: Path) -> dict:
     files, _ = collect_files(paths)
     if not files:
         raise CliError("no reference files given")
@@ -64,27 +67,25 @@ async def register_reference(settings: Settings, paths: list[str], run_dir: Path
             )
             count += 1
         stored = writer.commit()
-    reference_id = f"reference:{new_id()}"
-    message = {
-        "type": "reference",
-        "contribution_id": reference_id,
-        "contributor_id": "",
-        "received_event_id": "",
-        "results": "",
-        "fingerprints": stored.uri,
-        "documents": count,
-        "fingerprinted": count,
-    }
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+    fact = consumer_pb2.ReferenceRegistered(
+        reference_id=new_id(),
+        consumer_id=client.consumer_id,
+        fingerprints=common_pb2.BlobRef(
+            uri=stored.uri, sha256=stored.sha256, byte_size=stored.byte_size
+        ),
+        documents=count,
     )
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            f"{settings.topic_prefix}tt-preprocess-sequence",
-            key=reference_id.encode(),
-            value=json.dumps(message).encode(),
-        )
-    finally:
-        await producer.stop()
-    return {"reference_id": reference_id, "documents": count, "files": [str(f) for f in files]}
+    now = datetime.now(UTC)
+    envelope = make_envelope(
+        fact,
+        event_id=fact.reference_id,
+        producer="consumer-client",
+        occurred_at=now,
+        recorded_at=now,
+    )
+    await client.producer.publish(envelope)
+    return {
+        "reference_id": f"reference:{fact.reference_id}",
+        "documents": count,
+        "files": [str(f) for f in files],
+    }

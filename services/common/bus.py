@@ -1,10 +1,12 @@
 """The Kafka bus every service uses: a fact producer and a fact consumer.
 
-Producer: idempotent, acks=all, key = the fact's key, trace context in headers.
+Producer: idempotent, acks=all, key = the fact's key, trace context in headers, every fact
+signed with the party's key (services.common.signing), a batch under one signature.
 Consumer: manual offset commits after the handler succeeds, read_committed isolation,
-decoding and validation of every message; a message that cannot be decoded or fails
-validation goes to the dead-letter topic with the reason and its original bytes, and is
-counted. It is never silently dropped. Effects are made exactly-once by the handler
+decoding, validation and signature verification of every message; a message that cannot be
+decoded, fails validation, or is not signed by a party allowed to publish it goes to the
+dead-letter topic with the reason and its original bytes, and is counted. It is never
+silently dropped. Effects are made exactly-once by the handler
 (see services.common.inbox), since Kafka can deliver a message more than once.
 """
 
@@ -21,11 +23,14 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from services.common import metrics
+from services.common.config import ConfigError, KafkaAccess, Settings
 from services.common.db import DATABASE_UNAVAILABLE
-from services.common.facts import Envelope, FactDecodeError, decode, encode
+from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.failpoints import failpoint
+from services.common.keys import KeyFeed
+from services.common.signing import KeyEntry, SignatureError, Signer
 from services.common.telemetry import consuming, publishing
-from services.common.topics import MAX_FACT_BYTES, TopicRegistry
+from services.common.topics import MAX_FACT_BYTES, TopicRegistry, party_kind, require_topics
 from services.common.validation import FactValidationError, validate_envelope
 
 log = logging.getLogger(__name__)
@@ -38,12 +43,13 @@ class PermanentFactError(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    """A decoded, validated fact and where it was read from."""
+    """A decoded, validated, verified fact, where it was read from, and who signed it."""
 
     envelope: Envelope
     topic: str
     partition: int
     offset: int
+    signer: KeyEntry | None = None
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -65,15 +71,18 @@ class FactProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaAccess,
         registry: TopicRegistry,
         *,
         client_id: str,
+        signer: Signer | None = None,
         request_timeout_ms: int = 30_000,
     ):
         self.registry = registry
+        # None for a producer that only forwards bytes (dead letters): it cannot publish facts.
+        self.signer = signer
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **kafka.client_options(),
             client_id=client_id,
             # Correctness settings, stated rather than left to defaults: no duplicates
             # from producer retries, and a send is acknowledged only once every in-sync
@@ -99,16 +108,28 @@ class FactProducer:
         return await (await self.send(envelope))
 
     async def send(self, envelope: Envelope) -> asyncio.Future[RecordMetadata]:
-        """Queue one fact; the returned future resolves when the broker has it. Facts sent
-        in order to the same key keep that order (idempotent producer)."""
-        topic = self.registry.fact_topic(envelope.event_type)
-        with publishing(envelope, topic):
-            return await self._producer.send(
-                topic,
-                key=envelope.key.encode(),
-                value=encode(envelope),
-                headers=fact_headers(envelope),
-            )
+        """Sign and queue one fact; the returned future resolves when the broker has it.
+        Facts sent in order to the same key keep that order (idempotent producer)."""
+        [future] = await self.send_batch([envelope])
+        return future
+
+    async def send_batch(self, envelopes: list[Envelope]) -> list[asyncio.Future[RecordMetadata]]:
+        """Sign facts together (one signature for the batch) and queue them in order."""
+        if self.signer is None:
+            raise RuntimeError("this producer has no signing key, so it cannot publish facts")
+        futures = []
+        for envelope, value in zip(envelopes, self.signer.seal_batch(envelopes), strict=True):
+            topic = self.registry.fact_topic(envelope.event_type)
+            with publishing(envelope, topic):
+                futures.append(
+                    await self._producer.send(
+                        topic,
+                        key=envelope.key.encode(),
+                        value=value,
+                        headers=fact_headers(envelope),
+                    )
+                )
+        return futures
 
     async def publish_raw(
         self,
@@ -134,12 +155,13 @@ class FactConsumer:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaAccess,
         registry: TopicRegistry,
         group_id: str,
         event_types: Iterable[str],
         handler: Handler,
         dead_letters: FactProducer,
+        keys: KeyFeed,
         max_attempts: int = 5,
         retry_backoff_s: float = 0.2,
         session_timeout_ms: int = 10_000,
@@ -152,14 +174,17 @@ class FactConsumer:
         self.topics = sorted(registry.fact_topic(t) for t in event_types)
         self.handler = handler
         self.dead_letters = dead_letters
+        self.keys = keys
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.processed_count = 0
         self.dead_letter_count = 0
         self.last_dead_letter_reason = ""
+        # The most recent reasons, for tools that show what happened.
+        self.dead_letter_reasons: list[str] = []
         self._consumer = AIOKafkaConsumer(
             *self.topics,
-            bootstrap_servers=bootstrap,
+            **kafka.client_options(),
             group_id=group_id,
             client_id=group_id,
             enable_auto_commit=False,
@@ -254,10 +279,17 @@ class FactConsumer:
                     f"{envelope.event_type} {envelope.event_id}",
                     [f"arrived on topic {record.topic!r} but belongs on {expected!r}"],
                 )
+            signer = await self.keys.verify_record(record, envelope)
         except (FactDecodeError, FactValidationError) as error:
             await self.dead_letter(record, str(error))
             return
-        delivery = Delivery(envelope, record.topic, record.partition, record.offset)
+        except SignatureError as error:
+            metrics.FORGED_FACTS.labels(self.service, envelope.event_type).inc()
+            await self.dead_letter(
+                record, f"{envelope.event_type} {envelope.event_id} is not trusted: {error}"
+            )
+            return
+        delivery = Delivery(envelope, record.topic, record.partition, record.offset, signer)
         with consuming(envelope, record.topic, self.group_id):
             await self._handle_with_retries(delivery, record)
 
@@ -320,6 +352,7 @@ class FactConsumer:
         self.dead_letter_count += 1
         metrics.DEAD_LETTERS.labels(self.service, record.topic).inc()
         self.last_dead_letter_reason = reason
+        self.dead_letter_reasons = [*self.dead_letter_reasons[-9:], reason]
         log.warning(
             "dead-lettered %s[%d]@%d for group %s: %s",
             record.topic,
@@ -328,3 +361,50 @@ class FactConsumer:
             self.group_id,
             reason,
         )
+
+
+class PartyBus:
+    """What a service needs to take part in the log as its party: the topics checked, a
+    producer that signs with the party's key, and the keys it trusts when reading."""
+
+    def __init__(self, producer: FactProducer, keys: KeyFeed):
+        self.producer = producer
+        self.keys = keys
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        registry: TopicRegistry,
+        client_id: str,
+        *,
+        request_timeout_ms: int = 30_000,
+    ) -> PartyBus:
+        await require_topics(settings.kafka, registry.topics_of(party_kind(settings.party)))
+        producer = FactProducer(
+            settings.kafka,
+            registry,
+            client_id=client_id,
+            signer=signer_for(settings),
+            request_timeout_ms=request_timeout_ms,
+        )
+        keys = KeyFeed.for_settings(settings, registry)
+        await producer.__aenter__()
+        try:
+            await keys.start()
+        except BaseException:
+            await producer.__aexit__(None, None, None)
+            raise
+        return cls(producer, keys)
+
+    async def close(self) -> None:
+        await self.keys.stop()
+        await self.producer.__aexit__(None, None, None)
+
+
+def signer_for(settings: Settings) -> Signer:
+    """The party's signing key; ConfigError naming the file if it is missing."""
+    try:
+        return Signer.from_file(settings.signing_key_file)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +17,17 @@ _PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9._-]*$")
 _PARTY_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # A process that does not say which party it acts for is the operator's tooling.
 DEFAULT_PARTY = "admin"
+# In a data consumer's credentials folder: who the folder speaks for ({"principal_id",
+# "name", "party": "consumer"}), written by `1tt admin add-principal --role consumer`.
+IDENTITY_FILE = "identity.json"
 
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -31,6 +41,79 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """How one party reaches the broker: SASL/SCRAM-SHA-512 over TLS (docs/security.md).
+    No username means an anonymous PLAINTEXT client, which the platform's broker refuses
+    (tests use it to show that)."""
+
+    bootstrap: str
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    # The CA that signed the broker's certificate; None: no TLS (SASL_PLAINTEXT).
+    ca_file: Path | None = None
+    mechanism: str = "SCRAM-SHA-512"
+
+    @property
+    def security_protocol(self) -> str:
+        if self.username:
+            return "SASL_SSL" if self.ca_file else "SASL_PLAINTEXT"
+        return "SSL" if self.ca_file else "PLAINTEXT"
+
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_file is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def client_options(self) -> dict:
+        """Keyword arguments for every aiokafka client (producer, consumer, admin)."""
+        options: dict = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+            "ssl_context": self.ssl_context,
+        }
+        if self.username:
+            options.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password,
+            )
+        return options
+
+    def librdkafka_config(self) -> dict[str, str]:
+        """The same access for confluent-kafka (the admin tool's users and ACLs)."""
+        config = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.username:
+            config.update(
+                {
+                    "sasl.mechanism": self.mechanism,
+                    "sasl.username": self.username,
+                    "sasl.password": self.password,
+                }
+            )
+        if self.ca_file is not None:
+            config["ssl.ca.location"] = str(self.ca_file)
+        return config
+
+    def faust_credentials(self):
+        import faust
+
+        if not self.username:
+            return None
+        return faust.SASLCredentials(
+            username=self.username,
+            password=self.password,
+            ssl_context=self.ssl_context,
+            mechanism=self.mechanism,
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +133,15 @@ class Settings:
     # credentials under credentials_dir/<party>/ (see docs/security.md).
     party: str = DEFAULT_PARTY
     credentials_dir: Path = Path(".run/credentials")
+    # Overrides of what the party's folder holds (TT_KAFKA_USERNAME, TT_KAFKA_PASSWORD_FILE,
+    # TT_SIGNING_KEY_FILE; in k8s each comes from the party's own Secret).
+    kafka_username_override: str = ""
+    kafka_password_file_override: Path | None = None
+    signing_key_file_override: Path | None = None
+    # The broker's CA certificate (TT_KAFKA_CA_FILE); "" (TT_KAFKA_TLS=0) for no TLS.
+    kafka_ca_file: Path | None = None
+    # The admin keys every reader trusts (TT_TRUST_ANCHORS_FILE).
+    trust_anchors_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -65,6 +157,10 @@ class Settings:
                 f"starting with a letter, got {party!r}"
             )
         run_dir = Path(env.get("TT_RUN_DIR") or ".run")
+        credentials = Path(env.get("TT_CREDENTIALS_DIR") or run_dir / "credentials")
+        tls = env.get("TT_KAFKA_TLS", "1")
+        if tls not in ("0", "1"):
+            raise ConfigError(f"TT_KAFKA_TLS must be 1 (TLS, the default) or 0, got {tls!r}")
         prefix = env.get("TT_TOPIC_PREFIX", "")
         if not _PREFIX_PATTERN.match(prefix):
             raise ConfigError(
@@ -90,8 +186,61 @@ class Settings:
             topic_min_insync_replicas=min_isr,
             otel_exporter=exporter,
             party=party,
-            credentials_dir=Path(env.get("TT_CREDENTIALS_DIR") or run_dir / "credentials"),
+            credentials_dir=credentials,
+            kafka_username_override=env.get("TT_KAFKA_USERNAME", ""),
+            kafka_password_file_override=_path(env, "TT_KAFKA_PASSWORD_FILE"),
+            signing_key_file_override=_path(env, "TT_SIGNING_KEY_FILE"),
+            kafka_ca_file=None
+            if tls == "0"
+            else _path(env, "TT_KAFKA_CA_FILE") or credentials / "kafka-ca.crt",
+            trust_anchors_file=_path(env, "TT_TRUST_ANCHORS_FILE")
+            or credentials / "trust-anchors.json",
         )
+
+    def for_party(self, party: str) -> Settings:
+        """The same deployment, acting as another party (its own credentials)."""
+        return dataclasses.replace(
+            self,
+            party=party,
+            kafka_username_override="",
+            kafka_password_file_override=None,
+            signing_key_file_override=None,
+        )
+
+    @property
+    def kafka_username(self) -> str:
+        """The party's Kafka user: its name unless TT_KAFKA_USERNAME says otherwise."""
+        return self.kafka_username_override or self.party
+
+    @property
+    def kafka_password_file(self) -> Path:
+        return self.kafka_password_file_override or self.party_credentials() / "kafka.password"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.signing_key_file_override or self.party_credentials() / "signing.key"
+
+    @functools.cached_property
+    def kafka(self) -> KafkaAccess:
+        """This party's access to the broker; ConfigError if its credentials are missing."""
+        try:
+            password = self.kafka_password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no Kafka password for party {self.party!r} at {self.kafka_password_file}: "
+                "'make up' creates the stack's credentials (1tt stack prepare); a data "
+                "consumer gets its folder from '1tt admin add-principal --role consumer'"
+            ) from None
+        if self.kafka_ca_file is not None and not self.kafka_ca_file.exists():
+            raise ConfigError(
+                f"no Kafka CA certificate at {self.kafka_ca_file} (TT_KAFKA_CA_FILE): "
+                "'make up' creates it with the broker's certificate"
+            )
+        return KafkaAccess(self.kafka_bootstrap, self.kafka_username, password, self.kafka_ca_file)
+
+    def anonymous_kafka(self) -> KafkaAccess:
+        """A client with no credentials at all (the broker must refuse it)."""
+        return KafkaAccess(self.kafka_bootstrap)
 
     def party_credentials(self, party: str | None = None) -> Path:
         """The folder holding a party's secrets (this process's party by default)."""

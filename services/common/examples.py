@@ -170,6 +170,17 @@ def example_payloads(run_id: str) -> dict[str, object]:
             api_key_sha256=_sha(f"key {run_id}"),
             api_key_prefix="tt_example",
         ),
+        "key.registered": _example_key(run_id),
+        "reference.registered": consumer_pb2.ReferenceRegistered(
+            reference_id=derived_id("example.reference", run_id),
+            consumer_id="consumer",
+            fingerprints=common_pb2.BlobRef(
+                uri=f"blob://sha256/{_sha(f'reference {run_id}')}",
+                sha256=_sha(f"reference {run_id}"),
+                byte_size=4096,
+            ),
+            documents=12,
+        ),
         "snapshot.exported": consumer_pb2.SnapshotExported(
             export_id=derived_id("example.export", run_id),
             consumer_id="consumer",
@@ -182,6 +193,26 @@ def example_payloads(run_id: str) -> dict[str, object]:
             tokens=57_250,
         ),
     }
+
+
+def _example_key(run_id: str) -> identity_pb2.KeyRegistered:
+    """A key registration for an example ledger key, derived from the run id."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = hashlib.sha256(f"example key {run_id}".encode()).digest()
+    public = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    fact = identity_pb2.KeyRegistered(
+        key_id="ed25519:" + hashlib.sha256(public).hexdigest()[:32],
+        party="ledger",
+        public_key=public,
+    )
+    fact.valid_from.CopyFrom(timestamp(_EPOCH))
+    return fact
 
 
 def example_envelopes(run_id: str, producer: str = "example") -> list[Envelope]:

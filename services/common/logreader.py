@@ -3,18 +3,23 @@
 For tools that need the log as it stands (the consumer client resolving what it already
 published, `1tt rebuild`, the auditor): every partition of the topics is read from offset
 0 up to its end offset at the moment of the call, `read_committed`. Records that are not
-valid facts are counted, not returned.
+valid facts, or whose signature does not prove that a party allowed to publish them did,
+are counted (with the reason), not returned.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from services.common.config import KafkaAccess
 from services.common.facts import Envelope, FactDecodeError, decode
+from services.common.keys import KeyFeed
+from services.common.signing import KeyEntry, SignatureError
 from services.common.topics import TopicRegistry
 from services.common.validation import FactValidationError, validate_envelope
 
@@ -25,26 +30,32 @@ class LogRecord:
     topic: str
     partition: int
     offset: int
+    signer: KeyEntry | None = None
 
 
 @dataclass
 class ReadStats:
     records: int = 0
     invalid: int = 0
+    # Valid facts refused because of their signature: (topic, partition, offset, reason).
+    untrusted: list[tuple[str, int, int, str]] = field(default_factory=list)
+    # Trusted facts by who signed them ("ledger", "consumer <id>", ...) and fact type.
+    by_signer: Counter[tuple[str, str]] = field(default_factory=Counter)
     end_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 async def read_log(
-    bootstrap: str,
+    kafka: KafkaAccess,
     registry: TopicRegistry,
     event_types: Iterable[str],
+    keys: KeyFeed,
     stats: ReadStats | None = None,
 ) -> AsyncIterator[LogRecord]:
-    """Every valid fact of `event_types` on the log now, partition by partition."""
+    """Every valid, trusted fact of `event_types` on the log now, partition by partition."""
     stats = stats if stats is not None else ReadStats()
     topics = sorted(registry.fact_topic(event_type) for event_type in event_types)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
@@ -79,7 +90,15 @@ async def read_log(
                     except (FactDecodeError, FactValidationError):
                         stats.invalid += 1
                         continue
-                    yield LogRecord(envelope, record.topic, record.partition, record.offset)
+                    try:
+                        signer = await keys.verify_record(record, envelope)
+                    except SignatureError as error:
+                        stats.untrusted.append(
+                            (record.topic, record.partition, record.offset, str(error))
+                        )
+                        continue
+                    stats.by_signer[(signer.speaker, envelope.event_type)] += 1
+                    yield LogRecord(envelope, record.topic, record.partition, record.offset, signer)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
@@ -88,6 +107,6 @@ async def read_log(
 
 
 async def read_facts(
-    bootstrap: str, registry: TopicRegistry, event_types: Iterable[str]
+    kafka: KafkaAccess, registry: TopicRegistry, event_types: Iterable[str], keys: KeyFeed
 ) -> list[Envelope]:
-    return [record.envelope async for record in read_log(bootstrap, registry, event_types)]
+    return [record.envelope async for record in read_log(kafka, registry, event_types, keys)]

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from prometheus_client import Counter, Gauge, start_http_server
 
-from services.common.config import ConfigError
+from services.common.config import ConfigError, KafkaAccess
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 10.0
@@ -41,6 +41,12 @@ DEAD_LETTERS = Counter(
     "tt_dead_letters_total",
     "Messages moved to the dead-letter topic, by the topic they were read from.",
     ["service", "topic"],
+)
+FORGED_FACTS = Counter(
+    "tt_untrusted_facts_total",
+    "Facts dead-lettered because their signature does not prove that a party allowed to "
+    "publish them did (unsigned, unknown key, bad signature, wrong party).",
+    ["service", "event_type"],
 )
 CONSUMER_LAG = Gauge(
     "tt_consumer_lag",
@@ -81,13 +87,13 @@ class ConsumerLagMonitor:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaAccess,
         service: str,
         group_id: str,
         topics: Sequence[str],
         interval_s: float = LAG_INTERVAL_S,
     ):
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.service = service
         self.group_id = group_id
         self.topics = list(topics)
@@ -145,9 +151,9 @@ class ConsumerLagMonitor:
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._offsets is None:
             client_id = f"{self.group_id}-lag"
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=client_id)
+            admin = AIOKafkaAdminClient(**self.kafka.client_options(), client_id=client_id)
             offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_options(),
                 client_id=client_id,
                 group_id=None,
                 enable_auto_commit=False,

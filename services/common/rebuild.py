@@ -21,9 +21,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from services.common.bus import Delivery, PermanentFactError
-from services.common.config import Settings
+from services.common.config import KafkaAccess, Settings
 from services.common.db import check_schema_name, connect, create_pool
 from services.common.inbox import Inbox
+from services.common.keys import KeyFeed
 from services.common.logreader import ReadStats, read_log
 from services.common.migrations import load_migrations, migrate
 
@@ -75,8 +76,8 @@ class RebuildResult:
         }
 
 
-async def _group_members(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def _group_members(kafka: KafkaAccess, group: str) -> int:
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=10_000)
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([group])
@@ -88,7 +89,7 @@ async def _group_members(bootstrap: str, group: str) -> int:
 
 async def rebuild(settings: Settings, spec: ProjectionSpec, schema: str) -> RebuildResult:
     schema = check_schema_name(schema)
-    if await _group_members(settings.kafka_bootstrap, spec.group):
+    if await _group_members(settings.kafka, spec.group):
         raise RebuildError(
             f"the {spec.name} service is running (consumer group {spec.group} has members); "
             f"stop it first (`deploy/local/services.sh stop {spec.name}`, or `make "
@@ -113,36 +114,44 @@ async def rebuild(settings: Settings, spec: ProjectionSpec, schema: str) -> Rebu
         await conn.close()
 
     pool = await create_pool(settings.database_url, schema, application_name="rebuild")
+    keys = KeyFeed.for_settings(settings)
     try:
-        result = await _replay(settings, pool, spec)
+        await keys.start()
+        result = await _replay(settings, pool, spec, keys)
         async with pool.acquire() as db:
             if spec.after_replay is not None:
                 await spec.after_replay(db)
-            await _mark_published(settings, db, spec.derived_event_types)
+            await _mark_published(settings, db, spec.derived_event_types, keys)
             after, counts_after = await spec.digest(db)
     finally:
+        await keys.stop()
         await pool.close()
     result.digest_before, result.counts_before = before, counts_before
     result.digest_after, result.counts_after = after, counts_after
     return result
 
 
-async def _replay(settings: Settings, pool: asyncpg.Pool, spec: ProjectionSpec) -> RebuildResult:
+async def _replay(
+    settings: Settings, pool: asyncpg.Pool, spec: ProjectionSpec, keys: KeyFeed
+) -> RebuildResult:
     registry = settings.topic_registry()
     inbox = Inbox(pool, spec.group, spec.projector())
     stats = ReadStats()
     result = RebuildResult(None, "", None, {})
-    async for record in read_log(settings.kafka_bootstrap, registry, spec.event_types, stats):
+    async for record in read_log(settings.kafka, registry, spec.event_types, keys, stats):
         try:
             await inbox.apply(
-                Delivery(record.envelope, record.topic, record.partition, record.offset)
+                Delivery(
+                    record.envelope, record.topic, record.partition, record.offset, record.signer
+                )
             )
             result.facts_replayed += 1
         except PermanentFactError as error:
             # The service dead-lettered the same fact for the same reason.
             result.facts_rejected += 1
             result.rejections.append(str(error))
-    result.invalid_records = stats.invalid
+    # Records the service dead-lettered before projecting: malformed or untrusted.
+    result.invalid_records = stats.invalid + len(stats.untrusted)
     await _commit_group_offsets(settings, spec.group, stats)
     return result
 
@@ -152,7 +161,7 @@ async def _commit_group_offsets(settings: Settings, group: str, stats: ReadStats
     if not stats.end_offsets:
         return
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+        **settings.kafka.client_options(), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -165,16 +174,14 @@ async def _commit_group_offsets(settings: Settings, group: str, stats: ReadStats
 
 
 async def _mark_published(
-    settings: Settings, conn: asyncpg.Connection, event_types: tuple[str, ...]
+    settings: Settings, conn: asyncpg.Connection, event_types: tuple[str, ...], keys: KeyFeed
 ) -> None:
     """Derived facts already on the log are not published again."""
     if not event_types:
         return
     on_log = [
         record.envelope.event_id
-        async for record in read_log(
-            settings.kafka_bootstrap, settings.topic_registry(), event_types
-        )
+        async for record in read_log(settings.kafka, settings.topic_registry(), event_types, keys)
     ]
     if on_log:
         await conn.execute(

@@ -7,15 +7,96 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.facts import BY_EVENT_TYPE, FACTS
 
+if TYPE_CHECKING:
+    from services.common.config import KafkaAccess
+
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TOPIC_BASE = "dead-letter.v1"
+
+# The parties that act on the log. Each has its own Kafka principal and signing key
+# (docs/security.md). "consumer" is a kind: every data consumer is a principal of its own,
+# Kafka user "consumer-<principal id>", with the consumer's rights.
+SERVICES = ("ingest", "preprocess", "ledger", "payout")
+PARTIES = (*SERVICES, "admin", "auditor", "consumer")
+CONSUMER_USER_PREFIX = "consumer-"
+
+
+def party_kind(party: str) -> str:
+    """The party a Kafka user or credentials folder acts as: "consumer-<id>" -> "consumer"."""
+    return "consumer" if party.startswith(CONSUMER_USER_PREFIX) else party
+
+
+@dataclass(frozen=True)
+class FactAccess:
+    """Who may write (and sign) facts of one type, and who may read them."""
+
+    owner: str
+    readers: tuple[str, ...]
+    # For facts a data consumer publishes: the payload field naming that consumer, which
+    # must be the principal the signing key speaks for.
+    principal_field: str = ""
+
+
+_CONSUMER_FACT = ("ledger", "payout", "consumer", "auditor")
+# THE ACL TABLE. Every fact type is writable only by its owner; a fact signed by another
+# party is dead-lettered by every reader (services.common.signing). Readers are the
+# parties whose services or tools subscribe to the topic. "admin" is the operator's
+# tooling, a Kafka super user (it creates topics, users and ACLs), listed for clarity.
+FACT_ACCESS: dict[str, FactAccess] = {
+    "contribution.received": FactAccess("ingest", ("ingest", "preprocess", "payout", "auditor")),
+    "contribution.processed": FactAccess(
+        "preprocess", ("ingest", "ledger", "payout", "consumer", "auditor")
+    ),
+    "contribution.withdrawn": FactAccess(
+        "ingest", ("ingest", "ledger", "payout", "consumer", "auditor")
+    ),
+    "agreement.published": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "snapshot.created": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "service.deployed": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "revenue.recorded": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "revenue.adjusted": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "snapshot.exported": FactAccess("consumer", ("consumer", "auditor"), "consumer_id"),
+    "reference.registered": FactAccess("consumer", ("preprocess", "auditor"), "consumer_id"),
+    "allocation.made": FactAccess("ledger", ("payout", "auditor")),
+    "payout.issued": FactAccess("payout", ("ledger", "payout", "auditor")),
+    "principal.registered": FactAccess("admin", ("ingest", "payout", "auditor")),
+    # Every reader verifies signatures, so every party reads the keys.
+    "key.registered": FactAccess("admin", tuple(p for p in PARTIES if p != "admin")),
+}
+if set(FACT_ACCESS) != set(BY_EVENT_TYPE):  # a new fact type must say who owns it
+    raise RuntimeError("the ACL table and the fact registry list different fact types")
+# Consumer groups, by party (under the deployment prefix).
+CONSUMER_GROUPS: dict[str, str] = {
+    "ingest": "ingest-projection",
+    "ledger": "ledger",
+    "payout": "payout",
+    "preprocess": "tt-preprocess",
+}
+# Preprocess keeps its own state in topics named after its Faust app (the group id):
+# sequence, claims, answers, table changelogs. It alone reads, writes and creates them.
+PREPROCESS_APP_ID = CONSUMER_GROUPS["preprocess"]
+# Services that read facts and dead-letter the ones they cannot process.
+DEAD_LETTER_WRITERS = SERVICES
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    """One allow rule: `operation` on a Kafka resource, for a principal."""
+
+    resource_type: str  # "topic", "group" or "cluster"
+    name: str
+    pattern: str  # "literal" or "prefixed"
+    operation: str  # "read", "write", "describe", "create", "describe_configs", ...
+
+
 # The largest fact a topic accepts and a producer sends.
 MAX_FACT_BYTES = 64 << 20
 _UNKNOWN_TOPIC = 3
@@ -55,8 +136,61 @@ class TopicRegistry:
             # A snapshot.created fact lists every member (~130 bytes each): 64 MiB holds
             # about 450,000 contributions. FactProducer sends up to the same size.
             "max.message.bytes": str(MAX_FACT_BYTES),
+            # The broker stamps each fact with the time it appended it. No producer can
+            # choose it, so a signing key's validity is checked against it (a key retired
+            # at T signs nothing that verifies after T, whatever the fact claims).
+            "message.timestamp.type": "LogAppendTime",
         }
         self._event_type_by_topic = {self.fact_topic(t): t for t in BY_EVENT_TYPE}
+
+    def consumer_group(self, party: str) -> str:
+        """The consumer group a service reads facts in."""
+        return f"{self.prefix}{CONSUMER_GROUPS[party]}"
+
+    @property
+    def preprocess_app_id(self) -> str:
+        return f"{self.prefix}{PREPROCESS_APP_ID}"
+
+    def topics_of(self, party: str) -> list[str]:
+        """The fact topics `party` reads or writes."""
+        return sorted(
+            {
+                e.name
+                for e in self.acl_entries(party)
+                if (e.resource_type, e.pattern) == ("topic", "literal")
+            }
+        )
+
+    def acl_entries(self, party: str) -> list[AclEntry]:
+        """What `party` may do on the broker under this registry's prefix, from the ACL
+        table: write the facts it owns, read those it needs, use its consumer group."""
+        if party not in PARTIES:
+            raise ValueError(f"unknown party {party!r}; the parties are {', '.join(PARTIES)}")
+        entries: list[AclEntry] = []
+        for event_type, access in FACT_ACCESS.items():
+            topic = self.fact_topic(event_type)
+            if access.owner == party:
+                entries.append(AclEntry("topic", topic, "literal", "write"))
+            if party in access.readers:
+                entries.append(AclEntry("topic", topic, "literal", "read"))
+        if party in DEAD_LETTER_WRITERS:
+            entries.append(AclEntry("topic", self.dead_letter_topic, "literal", "write"))
+        if party == "auditor":
+            entries.append(AclEntry("topic", self.dead_letter_topic, "literal", "read"))
+        if party in CONSUMER_GROUPS:
+            entries.append(AclEntry("group", self.consumer_group(party), "literal", "read"))
+        if party == "preprocess":
+            internal = f"{self.preprocess_app_id}-"
+            for operation in (
+                "read",
+                "write",
+                "create",
+                "describe",
+                "describe_configs",
+                "alter_configs",
+            ):
+                entries.append(AclEntry("topic", internal, "prefixed", operation))
+        return entries
 
     def fact_topic(self, event_type: str) -> str:
         """The topic carrying facts of `event_type`, e.g. "contribution.received.v1"."""
@@ -206,10 +340,11 @@ async def _describe_when_visible(
             await asyncio.sleep(0.1)
 
 
-async def ensure_topics_on_broker(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
-    """`ensure_topics` with an admin client of its own."""
+async def ensure_topics_on_broker(kafka: KafkaAccess, specs: list[TopicSpec]) -> list[str]:
+    """`ensure_topics` with an admin client of its own (the operator's: only the admin
+    party may create topics)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="1tt-topics", request_timeout_ms=30_000
+        **kafka.client_options(), client_id="1tt-topics", request_timeout_ms=30_000
     )
     await admin.start()
     try:
@@ -218,10 +353,27 @@ async def ensure_topics_on_broker(bootstrap: str, specs: list[TopicSpec]) -> lis
         await admin.close()
 
 
+async def require_topics(kafka: KafkaAccess, names: list[str]) -> None:
+    """TopicSetupError naming the topics that are missing, or that this party may not see
+    (a service creates no topics: the operator's `1tt stack prepare` does)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="1tt-topics")
+    await admin.start()
+    try:
+        missing = sorted(set(names) - set(await admin.list_topics()))
+    finally:
+        await admin.close()
+    if missing:
+        raise TopicSetupError(
+            f"{len(missing)} topic(s) are missing or not visible to Kafka user "
+            f"{kafka.username!r}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+            "; run '1tt stack prepare' as the operator ('make up' does)"
+        )
+
+
 async def describe_topic_configs_on_broker(
-    bootstrap: str, names: list[str]
+    kafka: KafkaAccess, names: list[str]
 ) -> dict[str, dict[str, str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="1tt-topics")
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="1tt-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

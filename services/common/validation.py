@@ -231,6 +231,35 @@ def _snapshot_exported(fact: consumer_pb2.SnapshotExported, p: _Problems) -> Non
     p.sha256("manifest_sha256", fact.manifest_sha256)
 
 
+_KEY_ID = re.compile(r"ed25519:[0-9a-f]{32}")
+# Parties a key may speak for (the auditor only reads, so it signs nothing).
+_SIGNING_PARTIES = ("ingest", "preprocess", "ledger", "payout", "admin", "consumer")
+
+
+def _key_registered(fact: identity_pb2.KeyRegistered, p: _Problems) -> None:
+    p.required(fact, "key_id", "party")
+    if not _KEY_ID.fullmatch(fact.key_id):
+        p.append(f"key_id must be 'ed25519:' and 32 lower-case hex digits, got {fact.key_id!r}")
+    if fact.party not in _SIGNING_PARTIES:
+        p.append(f"party must be one of {', '.join(_SIGNING_PARTIES)}, got {fact.party!r}")
+    if (fact.party == "consumer") != bool(fact.principal_id):
+        p.append("principal_id is required for a consumer's key, and only for one")
+    if len(fact.public_key) != 32:
+        p.append(f"public_key must be a raw 32-byte Ed25519 key, got {len(fact.public_key)} bytes")
+    p.timestamp_set("valid_from", fact.valid_from)
+    if fact.HasField("valid_until") and (
+        fact.valid_until.ToNanoseconds() <= fact.valid_from.ToNanoseconds()
+    ):
+        p.append("valid_until must be later than valid_from")
+
+
+def _reference_registered(fact: consumer_pb2.ReferenceRegistered, p: _Problems) -> None:
+    p.required(fact, "reference_id", "consumer_id", "documents")
+    if not fact.fingerprints.uri:
+        p.append("fingerprints.uri is required")
+    p.sha256("fingerprints.sha256", fact.fingerprints.sha256)
+
+
 _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "contribution.received": _contribution_received,
     "contribution.processed": _contribution_processed,
@@ -244,6 +273,8 @@ _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "payout.issued": _payout_issued,
     "principal.registered": _principal_registered,
     "snapshot.exported": _snapshot_exported,
+    "key.registered": _key_registered,
+    "reference.registered": _reference_registered,
 }
 if set(_VALIDATORS) != set(BY_EVENT_TYPE):  # a new fact type must come with its rules
     raise RuntimeError("validation rules and the fact registry list different fact types")

@@ -3,7 +3,7 @@
 What the `1tt consumer ...` verbs use, and what the consumer's own services import to
 report revenue from code:
 
-    async with await ConsumerClient.connect(Settings.from_env(), api_key) as consumer:
+    async with await ConsumerClient.connect(Settings.from_env()) as consumer:
         published = await consumer.record_revenue(
             service="chat", period="2026-11", amount_minor=1_000_000, currency="USD",
             external_id="INV-2026-11-0042",
@@ -22,6 +22,7 @@ they are resolved here from the consumer's own facts on the log with the publish
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +31,14 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from services.common.bus import FactProducer
-from services.common.config import Settings
+from services.common.bus import PartyBus
+from services.common.config import IDENTITY_FILE, ConfigError, Settings
 from services.common.facts import Envelope, make_envelope, payload_of, timestamp
 from services.common.identity import Principal, with_article
 from services.common.ids import derived_id
 from services.common.logreader import read_facts
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
-from services.common.principals import AccessError, principal_for_key
+from services.common.topics import TopicSetupError
 from services.common.validation import FactValidationError, validate_envelope
 from services.ledger import rules
 from services.ledger.merkle import merkle_root
@@ -111,8 +112,29 @@ def _as_dict(payload) -> dict[str, Any]:
     )
 
 
+def consumer_identity(settings: Settings) -> Principal:
+    """The consumer whose credentials folder this process uses (TT_PARTY, or --credentials):
+    its identity file, written by `1tt admin add-principal --role consumer`. The broker
+    authenticates the folder's Kafka user and every reader checks its signing key, which
+    is registered on the log for this principal only: no database is consulted."""
+    folder = settings.party_credentials()
+    path = folder / IDENTITY_FILE
+    try:
+        identity = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConsumerError(
+            f"no consumer credentials at {folder}: pass --credentials FOLDER (the folder "
+            "'1tt admin add-principal --role consumer' printed) or set TT_PARTY=consumer-<id>"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ConsumerError(f"{path} is unreadable: {error}") from None
+    if identity.get("party") != "consumer" or not identity.get("principal_id"):
+        raise ConsumerError(f"{folder} holds no data consumer's credentials")
+    return Principal(identity["principal_id"], "consumer", identity.get("name", ""))
+
+
 class ConsumerClient:
-    def __init__(self, settings: Settings, principal: Principal, producer: FactProducer):
+    def __init__(self, settings: Settings, principal: Principal, bus: PartyBus):
         if principal.role != "consumer":
             raise ConsumerError(
                 f"{principal.name!r} is {with_article(principal.role)}, not the consumer"
@@ -120,29 +142,28 @@ class ConsumerClient:
         self.settings = settings
         self.registry = settings.topic_registry()
         self.principal = principal
-        self.producer = producer
+        self.bus = bus
+        self.producer = bus.producer
 
     @classmethod
-    async def connect(
-        cls, settings: Settings, api_key: str | None, action: str = "publishing consumer facts"
-    ) -> ConsumerClient:
+    async def connect(cls, settings: Settings) -> ConsumerClient:
+        """A client acting as the consumer whose credentials `settings` names."""
+        principal = consumer_identity(settings)
         try:
-            principal = await principal_for_key(
-                settings.database_url, api_key, ["consumer"], action
-            )
-        except AccessError as error:
+            bus = await PartyBus.open(settings, settings.topic_registry(), client_id=PRODUCER)
+        except (ConfigError, TopicSetupError) as error:
             raise ConsumerError(str(error)) from None
-        producer = FactProducer(
-            settings.kafka_bootstrap, settings.topic_registry(), client_id=PRODUCER
-        )
-        await producer.__aenter__()
-        return cls(settings, principal, producer)
+        return cls(settings, principal, bus)
 
     async def __aenter__(self) -> ConsumerClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.producer.__aexit__(None, None, None)
+        await self.bus.close()
+
+    async def read(self, event_types: Iterable[str]) -> list[Envelope]:
+        """Every trusted fact of these types on the log now."""
+        return await read_facts(self.settings.kafka, self.registry, event_types, self.bus.keys)
 
     @property
     def consumer_id(self) -> str:
@@ -167,7 +188,7 @@ class ConsumerClient:
         return envelope
 
     async def _own_facts(self, *event_types: str) -> list[Envelope]:
-        facts = await read_facts(self.settings.kafka_bootstrap, self.registry, event_types)
+        facts = await self.read(event_types)
         return [e for e in facts if getattr(payload_of(e), "consumer_id", None) == self.consumer_id]
 
     async def publish_agreement(
@@ -263,10 +284,8 @@ class ConsumerClient:
                 "--contribution ID (repeatable), not both"
             )
         cutoff = _moment(as_of, "--as-of") if as_of is not None else datetime.now(UTC)
-        facts = await read_facts(
-            self.settings.kafka_bootstrap,
-            self.registry,
-            ["contribution.processed", "contribution.withdrawn", "snapshot.created"],
+        facts = await self.read(
+            ["contribution.processed", "contribution.withdrawn", "snapshot.created"]
         )
         latest: dict[str, Envelope] = {}
         withdrawn: dict[str, datetime] = {}

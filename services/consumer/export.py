@@ -60,7 +60,6 @@ from services.common.blobstore import (
 )
 from services.common.facts import Envelope, payload_of
 from services.common.ids import derived_id
-from services.common.logreader import read_facts
 from services.consumer.client import ConsumerClient, ConsumerError
 from services.ledger.merkle import merkle_root
 from tt.facts.v1 import consumer_pb2, contribution_pb2
@@ -538,11 +537,7 @@ async def export_snapshot(
     out_dir = Path(out_dir)
     _refuse_existing(out_dir)
     private_key = _load_key(private_key_file)
-    facts = await read_facts(
-        client.settings.kafka_bootstrap,
-        client.registry,
-        ["snapshot.created", "contribution.processed", "snapshot.exported"],
-    )
+    facts = await client.read(["snapshot.created", "contribution.processed", "snapshot.exported"])
     envelope, snapshot = find_snapshot(facts, snapshot_id, client.consumer_id)
     check_merkle_root(snapshot)
     sources = sources_for(snapshot, facts)

@@ -21,14 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.blobstore import BlobStore, load_private_key, load_public_key
-from services.common.bus import FactConsumer, FactProducer
+from services.common.bus import FactConsumer, PartyBus
 from services.common.config import ConfigError, Settings
 from services.common.db import create_pool
 from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import migrate_schema
 from services.common.telemetry import configure_tracing
-from services.common.topics import ensure_topics_on_broker
 from services.ingest import formats, projection
 from services.ingest.receipts import key_id_of, load_signer
 from services.ingest.servicer import IngestServicer
@@ -40,7 +39,6 @@ log = logging.getLogger("ingest")
 SQL_DIR = Path(__file__).parent / "sql"
 # Under the topic prefix, like every service's group: ingests of different environments
 # on one broker must not share a group (a dead member would stall the others).
-CONSUMER_GROUP = "ingest-projection"
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 
@@ -97,7 +95,6 @@ class IngestSettings:
 
 async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event) -> int:
     registry = settings.topic_registry()
-    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
     await migrate_schema(settings.database_url, ingest.schema, "ingest", SQL_DIR)
     signer = load_signer(ingest.receipt_key_file)
     blob_public_key = load_public_key(ingest.blob_public_key_file)
@@ -107,22 +104,20 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
     validator = ProcessPoolExecutor(
         ingest.validator_workers, mp_context=multiprocessing.get_context("forkserver")
     )
-    producer = FactProducer(
-        settings.kafka_bootstrap,
-        registry,
-        client_id="ingest",
-        request_timeout_ms=ingest.produce_timeout_ms,
+    bus = await PartyBus.open(
+        settings, registry, client_id="ingest", request_timeout_ms=ingest.produce_timeout_ms
     )
-    await producer.__aenter__()
-    group = f"{settings.topic_prefix}{CONSUMER_GROUP}"
+    producer = bus.producer
+    group = registry.consumer_group("ingest")
     try:
         consumer = FactConsumer(
-            bootstrap=settings.kafka_bootstrap,
+            kafka=settings.kafka,
             registry=registry,
             group_id=group,
             event_types=projection.EVENT_TYPES,
             handler=Inbox(pool, group, projection.Projector(signer)),
             dead_letters=producer,
+            keys=bus.keys,
             service="ingest",
         )
         servicer = IngestServicer(
@@ -143,10 +138,10 @@ async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event)
             ),
             read_report=_report_reader(ingest),
         )
-        lag = ConsumerLagMonitor(settings.kafka_bootstrap, "ingest", group, consumer.topics)
+        lag = ConsumerLagMonitor(settings.kafka, "ingest", group, consumer.topics)
         return await _run(ingest, servicer, consumer, lag, stop)
     finally:
-        await producer.__aexit__(None, None, None)
+        await bus.close()
         await pool.close()
         validator.shutdown(cancel_futures=True)
 

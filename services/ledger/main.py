@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from services.common.bus import FactConsumer, FactProducer
+from services.common.bus import FactConsumer, PartyBus
 from services.common.config import ConfigError, Settings
 from services.common.db import DATABASE_UNAVAILABLE, create_pool
 from services.common.inbox import Inbox
@@ -32,7 +32,6 @@ from services.common.migrations import migrate_schema
 from services.common.outbox import OutboxRelay
 from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import configure_tracing
-from services.common.topics import ensure_topics_on_broker
 from services.ledger import projection
 from services.ledger.projection import SQL_DIR
 
@@ -40,7 +39,7 @@ log = logging.getLogger("ledger")
 
 
 def consumer_group(settings: Settings) -> str:
-    return f"{settings.topic_prefix}ledger"
+    return settings.topic_registry().consumer_group("ledger")
 
 
 async def prepare_schema(database_url: str, schema: str) -> None:
@@ -91,25 +90,25 @@ class Releaser:
 
 async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
     registry = settings.topic_registry()
-    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
     await prepare_schema(settings.database_url, schema)
     pool = await create_pool(settings.database_url, schema, application_name="ledger")
     group = consumer_group(settings)
-    producer = FactProducer(settings.kafka_bootstrap, registry, client_id="ledger")
-    await producer.__aenter__()
+    bus = await PartyBus.open(settings, registry, client_id="ledger")
+    producer = bus.producer
     consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka,
         registry=registry,
         group_id=group,
         event_types=projection.EVENT_TYPES,
         handler=Inbox(pool, group, projection.Projector()),
         dead_letters=producer,
+        keys=bus.keys,
         session_timeout_ms=int(os.environ.get("TT_LEDGER_SESSION_TIMEOUT_MS", "10000")),
         service="ledger",
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
     releaser = Releaser(pool, lambda: consumer.caught_up("contribution.withdrawn"))
-    lag = ConsumerLagMonitor(settings.kafka_bootstrap, "ledger", group, consumer.topics)
+    lag = ConsumerLagMonitor(settings.kafka, "ledger", group, consumer.topics)
     try:
         await consumer.start()
         log.info("ledger consuming as %s into schema %s", group, schema)
@@ -122,7 +121,7 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
         return await run_until_stopped(tasks, stop, log)
     finally:
         await consumer.stop()
-        await producer.__aexit__(None, None, None)
+        await bus.close()
         await pool.close()
 
 

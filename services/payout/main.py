@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.common.blobstore import BlobError, BlobStore, load_private_key
-from services.common.bus import FactConsumer, FactProducer
+from services.common.bus import FactConsumer, PartyBus
 from services.common.config import ConfigError, Settings
 from services.common.db import create_pool
 from services.common.inbox import Inbox
@@ -35,7 +35,6 @@ from services.common.migrations import migrate_schema
 from services.common.outbox import OutboxRelay
 from services.common.service import run_until_stopped, run_with_signals
 from services.common.telemetry import Tracing, configure_tracing
-from services.common.topics import ensure_topics_on_broker
 from services.payout import projection
 from services.payout.api import create_app
 
@@ -43,7 +42,7 @@ log = logging.getLogger("payout")
 
 
 def consumer_group(settings: Settings) -> str:
-    return f"{settings.topic_prefix}payout"
+    return settings.topic_registry().consumer_group("payout")
 
 
 def report_reader(run_dir: Path):
@@ -77,24 +76,24 @@ async def serve(
     settings: Settings, schema: str, address: str, stop: asyncio.Event, tracing: Tracing
 ) -> int:
     registry = settings.topic_registry()
-    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
     await migrate_schema(settings.database_url, schema, "payout", projection.SQL_DIR)
     pool = await create_pool(settings.database_url, schema, application_name="payout")
     group = consumer_group(settings)
-    producer = FactProducer(settings.kafka_bootstrap, registry, client_id="payout")
-    await producer.__aenter__()
+    bus = await PartyBus.open(settings, registry, client_id="payout")
+    producer = bus.producer
     consumer = FactConsumer(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka,
         registry=registry,
         group_id=group,
         event_types=projection.EVENT_TYPES,
         handler=Inbox(pool, group, projection.Projector()),
         dead_letters=producer,
+        keys=bus.keys,
         session_timeout_ms=int(os.environ.get("TT_PAYOUT_SESSION_TIMEOUT_MS", "10000")),
         service="payout",
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
-    lag = ConsumerLagMonitor(settings.kafka_bootstrap, "payout", group, consumer.topics)
+    lag = ConsumerLagMonitor(settings.kafka, "payout", group, consumer.topics)
     app = create_app(pool, report_reader(Path(os.environ.get("TT_RUN_DIR", ".run"))))
     app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     tracing.instrument_fastapi(app)
@@ -118,7 +117,7 @@ async def serve(
         )
     finally:
         await consumer.stop()
-        await producer.__aexit__(None, None, None)
+        await bus.close()
         await pool.close()
 
 

@@ -36,10 +36,12 @@ from opentelemetry import trace
 
 from services.common import metrics
 from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
-from services.common.bus import fact_headers
+from services.common.bus import fact_headers, signer_for
 from services.common.config import ConfigError, Settings
-from services.common.facts import FactDecodeError, decode, encode
+from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.failpoints import failpoint
+from services.common.keys import KeyFeed
+from services.common.signing import SignatureError
 from services.common.telemetry import (
     configure_tracing,
     consuming,
@@ -74,7 +76,7 @@ class PreprocessSettings:
         env = os.environ if env is None else env
         run_dir = Path(env.get("TT_RUN_DIR", ".run"))
         secrets = run_dir / "secrets"
-        app_id = f"{settings.topic_prefix}tt-preprocess"
+        app_id = settings.topic_registry().preprocess_app_id
         try:
             shards = int(env.get("TT_PREPROCESS_SHARDS", "3"))
             workers = int(env.get("TT_PREPROCESS_WORKERS", str(os.cpu_count() or 2)))
@@ -107,6 +109,7 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
     app = faust.App(
         pre.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=settings.kafka.faust_credentials(),
         store="rocksdb://",
         datadir=str(pre.datadir),
         processing_guarantee="at_least_once",
@@ -128,10 +131,14 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
         report_public_key=load_public_key(pre.report_public_key_file),
     )
 
+    signer = signer_for(settings)
+    keys = KeyFeed.for_settings(settings, registry)
+
     def raw_topic(name: str):
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     received = raw_topic(registry.fact_topic("contribution.received"))
+    references = raw_topic(registry.fact_topic("reference.registered"))
     processed = raw_topic(registry.fact_topic("contribution.processed"))
     dead_letters = raw_topic(registry.dead_letter_topic)
     sequence_topic = app.topic(
@@ -164,8 +171,29 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
     async def publish_fact(envelope) -> None:
         with publishing(envelope, processed.get_topic_name()):
             await processed.send(
-                key=envelope.key.encode(), value=encode(envelope), headers=fact_headers(envelope)
+                key=envelope.key.encode(),
+                value=signer.seal(envelope),
+                headers=fact_headers(envelope),
             )
+
+    async def trusted(event, topic) -> Envelope | None:
+        """The event's fact if it is valid and signed by its owner; else dead-letter it."""
+        try:
+            envelope = decode(event.value)
+            validate_envelope(envelope)
+            await keys.verify_appended(
+                event.value,
+                envelope,
+                topic.get_topic_name(),
+                round(event.message.timestamp * 1000),
+                event.message.timestamp_type,
+            )
+        except (FactDecodeError, FactValidationError, SignatureError) as error:
+            if isinstance(error, SignatureError):
+                metrics.FORGED_FACTS.labels(SERVICE, envelope.event_type).inc()
+            await dead_letter(event, str(error))
+            return None
+        return envelope
 
     async def dead_letter(event, reason: str) -> None:
         await dead_letters.send(
@@ -181,11 +209,8 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
     @app.agent(received, concurrency=1)
     async def prepare(stream):
         async for event in stream.events():
-            try:
-                envelope = decode(event.value)
-                validate_envelope(envelope)
-            except (FactDecodeError, FactValidationError) as error:
-                await dead_letter(event, str(error))
+            envelope = await trusted(event, received)
+            if envelope is None:
                 continue
             try:
                 with consuming(envelope, received.get_topic_name(), pre.app_id):
@@ -211,6 +236,18 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
         )
         await sequence_topic.send(key=envelope.key.encode(), value=message)
         failpoint("preprocess.after_sequence_send")
+
+    @app.agent(references, concurrency=1)
+    async def reference(stream):
+        # The consumer's own corpus enters the order of "earlier" like a contribution.
+        async for event in stream.events():
+            envelope = await trusted(event, references)
+            if envelope is None:
+                continue
+            await sequence_topic.send(
+                key=envelope.key.encode(), value=stages.reference_message(envelope)
+            )
+            metrics.FACTS_PROCESSED.labels(SERVICE, envelope.event_type).inc()
 
     @app.agent(sequence_topic, concurrency=1)
     async def sequence(stream):
@@ -256,7 +293,7 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
             )
 
     lag = metrics.ConsumerLagMonitor(
-        settings.kafka_bootstrap,
+        settings.kafka,
         SERVICE,
         pre.app_id,
         [t.get_topic_name() for t in (received, sequence_topic, claims_topic, answers_topic)],
@@ -284,7 +321,7 @@ def main() -> int:
     tracing = configure_tracing(SERVICE, settings.otel_exporter)
     import asyncio
 
-    from services.common.topics import TopicSpec, ensure_topics_on_broker
+    from services.common.topics import TopicSpec, ensure_topics_on_broker, require_topics
 
     registry = settings.topic_registry()
     # The app's own topics exist before the worker subscribes: left to Faust, they are
@@ -300,7 +337,13 @@ def main() -> int:
             ("answers", settings.topic_partitions),
         )
     ]  # fmt: skip
-    asyncio.run(ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs() + internal))
+
+    # The fact topics are the operator's (1tt stack prepare); the app's own are its to make.
+    async def prepare_topics() -> None:
+        await require_topics(settings.kafka, registry.topics_of(SERVICE))
+        await ensure_topics_on_broker(settings.kafka, internal)
+
+    asyncio.run(prepare_topics())
     pre.datadir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, pre)
     worker = faust.Worker(

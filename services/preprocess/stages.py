@@ -160,6 +160,22 @@ def rejected_fact(envelope: Envelope, reason: str, config: PipelineConfig) -> En
     return _processed_envelope(fact, envelope.event_id)
 
 
+def reference_message(envelope: Envelope) -> dict:
+    """The sequence message for a consumer's reference corpus (reference.registered): it
+    enters the order of "earlier" like a contribution, but only registers its documents."""
+    fact = envelope.reference_registered
+    return {
+        "type": "reference",
+        "contribution_id": f"reference:{fact.reference_id}",
+        "contributor_id": "",
+        "received_event_id": envelope.event_id,
+        "results": "",
+        "fingerprints": fact.fingerprints.uri,
+        "documents": fact.documents,
+        "fingerprinted": fact.documents,
+    }
+
+
 # -- sequence -------------------------------------------------------------------------
 
 

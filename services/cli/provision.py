@@ -1,0 +1,249 @@
+"""Setting a deployment up on the broker, as the operator (docs/security.md): topics, one
+Kafka user per party with exactly the rights the ACL table gives it, one signing key per
+party registered on the log, and the trust anchors every reader starts from.
+
+Everything here is idempotent: `1tt stack prepare` runs it on every `make up`. Secrets are
+created once, in files only their owner can read, and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from services.common import kafka_users
+from services.common.bus import FactProducer
+from services.common.config import IDENTITY_FILE, Settings
+from services.common.facts import make_envelope, payload_of, timestamp
+from services.common.ids import derived_id
+from services.common.keys import KeyFeed
+from services.common.signing import (
+    KeyEntry,
+    Signer,
+    anchor_record,
+    load_anchors,
+    raw_public_key,
+)
+from services.common.topics import (
+    CONSUMER_USER_PREFIX,
+    FACT_ACCESS,
+    SERVICES,
+    TopicRegistry,
+    ensure_topics_on_broker,
+)
+from tt.facts.v1 import identity_pb2
+
+# Parties whose Kafka users and keys the stack creates (consumers come one by one, with
+# `1tt admin add-principal --role consumer`).
+STACK_PARTIES = (*SERVICES, "auditor")
+# A key's validity starts a little before it is registered, so that a broker whose clock
+# runs behind ours still finds the key valid for the first facts it signs.
+_VALID_FROM_MARGIN = timedelta(minutes=5)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600), in a folder only its owner can enter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    temporary.replace(path)
+
+
+def ensure_password(path: Path) -> str:
+    if not path.exists():
+        write_secret(path, secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def ensure_signer(path: Path) -> Signer:
+    if not path.exists():
+        Signer.generate().write(path)
+    return Signer.from_file(path)
+
+
+def ensure_anchor(settings: Settings) -> Signer:
+    """The admin's signing key, listed in the trust anchors file (created if missing)."""
+    admin = settings.for_party("admin")
+    signer = ensure_signer(admin.signing_key_file)
+    path = settings.trust_anchors_file
+    anchors = load_anchors(path) if path.exists() else []
+    if signer.key_id not in {anchor.key_id for anchor in anchors}:
+        anchors.append(signer.entry("admin", datetime.now(UTC) - _VALID_FROM_MARGIN))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([anchor_record(a) for a in anchors], indent=2) + "\n")
+        path.chmod(0o644)  # public keys: every reader needs them
+    return signer
+
+
+def registry_resources(registry: TopicRegistry) -> set[str]:
+    """The names of every broker resource this registry's ACLs can mention."""
+    names = {spec.name for spec in registry.specs()}
+    names |= {registry.consumer_group(party) for party in ("ingest", "ledger", "payout")}
+    names |= {registry.preprocess_app_id, f"{registry.preprocess_app_id}-"}
+    return names
+
+
+def key_registration(
+    admin: Signer, party: str, key: Signer, principal_id: str = "", *, valid_from: datetime
+):
+    fact = identity_pb2.KeyRegistered(
+        key_id=key.key_id,
+        party=party,
+        principal_id=principal_id,
+        public_key=raw_public_key(key.public_key),
+    )
+    fact.valid_from.CopyFrom(timestamp(valid_from))
+    now = datetime.now(UTC)
+    return make_envelope(
+        fact,
+        event_id=derived_id("key.registered", key.key_id),
+        producer="1tt-admin",
+        occurred_at=now,
+        recorded_at=now,
+    )
+
+
+@dataclass
+class Prepared:
+    topics_created: list[str] = field(default_factory=list)
+    acls_added: int = 0
+    acls_removed: int = 0
+    keys_registered: list[str] = field(default_factory=list)
+
+
+async def register_keys(
+    settings: Settings, registry: TopicRegistry, admin: Signer, keys: list[tuple]
+) -> list[str]:
+    """Publish key.registered for each (party, signer, principal_id) not on the log yet."""
+    async with KeyFeed(settings.kafka, registry, load_anchors(settings.trust_anchors_file)) as feed:
+        missing = [item for item in keys if item[1].key_id not in feed.keyring]
+    if not missing:
+        return []
+    valid_from = datetime.now(UTC) - _VALID_FROM_MARGIN
+    envelopes = [
+        key_registration(admin, party, signer, principal_id, valid_from=valid_from)
+        for party, signer, principal_id in missing
+    ]
+    async with FactProducer(settings.kafka, registry, client_id="1tt-admin", signer=admin) as out:
+        for future in await out.send_batch(envelopes):
+            await future
+    return [f"{party}:{signer.key_id}" for party, signer, _ in missing]
+
+
+async def prepare(settings: Settings, registry: TopicRegistry | None = None) -> Prepared:
+    """Topics, users, ACLs and keys for every party of the stack, under `registry`."""
+    registry = registry or settings.topic_registry()
+    result = Prepared()
+    result.topics_created = await ensure_topics_on_broker(settings.kafka, registry.specs())
+    passwords = {
+        party: ensure_password(settings.for_party(party).kafka_password_file)
+        for party in STACK_PARTIES
+    }
+    scope = registry_resources(registry)
+
+    def apply(users: kafka_users.KafkaUsers) -> None:
+        for party, password in passwords.items():
+            users.upsert_user(party, password)
+            added, removed = users.sync_acls(party, registry.acl_entries(party), scope)
+            result.acls_added += added
+            result.acls_removed += removed
+        for user in users.users():
+            if user.startswith(CONSUMER_USER_PREFIX):
+                added, removed = users.sync_acls(user, registry.acl_entries("consumer"), scope)
+                result.acls_added += added
+                result.acls_removed += removed
+
+    await kafka_users.run(settings.kafka, apply)
+    admin = ensure_anchor(settings)
+    service_keys = [
+        (party, ensure_signer(settings.for_party(party).signing_key_file), "") for party in SERVICES
+    ]
+    result.keys_registered = await register_keys(settings, registry, admin, service_keys)
+    return result
+
+
+@dataclass(frozen=True)
+class ConsumerCredentials:
+    """What a data consumer is given: its folder (Kafka password, signing key, identity)."""
+
+    principal_id: str
+    party: str
+    folder: Path
+
+
+async def provision_consumer(
+    settings: Settings, registry: TopicRegistry, principal_id: str, name: str
+) -> ConsumerCredentials:
+    """A Kafka user with the consumer's rights, a signing key registered on the log for
+    this principal, and the folder holding both, for a consumer principal."""
+    party = f"{CONSUMER_USER_PREFIX}{principal_id}"
+    consumer = settings.for_party(party)
+    folder = consumer.party_credentials()
+    password = ensure_password(consumer.kafka_password_file)
+    signer = ensure_signer(consumer.signing_key_file)
+    write_secret(
+        folder / IDENTITY_FILE,
+        json.dumps({"principal_id": principal_id, "name": name, "party": "consumer"}) + "\n",
+    )
+
+    def apply(users: kafka_users.KafkaUsers) -> None:
+        users.upsert_user(party, password)
+        users.sync_acls(party, registry.acl_entries("consumer"), registry_resources(registry))
+
+    await kafka_users.run(settings.kafka, apply)
+    admin = ensure_anchor(settings)
+    await register_keys(settings, registry, admin, [("consumer", signer, principal_id)])
+    return ConsumerCredentials(principal_id, party, folder)
+
+
+def anchors_of(settings: Settings) -> list[KeyEntry]:
+    return load_anchors(settings.trust_anchors_file)
+
+
+class OwnerSigners:
+    """Signs each fact with the key of the party that owns its type: for the operator's
+    demo and the tests, which hold every party's key (a real party holds only its own)."""
+
+    def __init__(self, parties: dict[str, Signer], consumers: dict[str, Signer]):
+        self.parties = parties
+        self.consumers = consumers
+
+    def signer_for(self, envelope) -> Signer:
+        access = FACT_ACCESS[envelope.event_type]
+        if access.owner == "consumer":
+            consumer_id = getattr(payload_of(envelope), access.principal_field)
+            if consumer_id not in self.consumers:
+                raise ValueError(f"no key for consumer {consumer_id!r}; pass it to owner_signers")
+            return self.consumers[consumer_id]
+        return self.parties[access.owner]
+
+    def seal_batch(self, envelopes) -> list[bytes]:
+        return [self.signer_for(envelope).seal(envelope) for envelope in envelopes]
+
+
+async def owner_signers(
+    settings: Settings, registry: TopicRegistry, consumer_ids=()
+) -> OwnerSigners:
+    """Every service's key and the admin's from the credentials folder, and a key for each
+    consumer principal in `consumer_ids` (created and registered under `registry`, as a
+    consumer of that id would have)."""
+    admin = ensure_anchor(settings)
+    parties = {"admin": admin}
+    for party in SERVICES:
+        parties[party] = ensure_signer(settings.for_party(party).signing_key_file)
+    consumers = {consumer_id: Signer.generate() for consumer_id in consumer_ids}
+    await register_keys(
+        settings,
+        registry,
+        admin,
+        [(party, signer, "") for party, signer in parties.items() if party != "admin"]
+        + [("consumer", signer, consumer_id) for consumer_id, signer in consumers.items()],
+    )
+    return OwnerSigners(parties, consumers)
