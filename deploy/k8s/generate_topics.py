@@ -95,12 +95,20 @@ def fact_topics(env: Mapping[str, str]) -> list[KafkaTopicSpec]:
 def _throwaway_keys() -> Iterator[dict[str, str]]:
     """Key files for building the Faust app: build_app loads them, nothing uses them."""
     from services.common.blobstore import write_keypair
+    from services.common.signing import Signer
 
     with tempfile.TemporaryDirectory(prefix="k8s-topics-") as scratch:
         root = Path(scratch)
         write_keypair(root / "blob.key", root / "blob.pub")
         write_keypair(root / "report.key", root / "report.pub")
+        Signer.generate().write(root / "signing.key")
+        (root / "kafka.password").write_text("unused")
+        (root / "anchors.json").write_text("[]")
         yield {
+            "TT_KAFKA_PASSWORD_FILE": str(root / "kafka.password"),
+            "TT_SIGNING_KEY_FILE": str(root / "signing.key"),
+            "TT_TRUST_ANCHORS_FILE": str(root / "anchors.json"),
+            "TT_KAFKA_TLS": "0",
             "TT_RUN_DIR": str(root),
             "TT_PREPROCESS_DATADIR": str(root / "tables"),
             "TT_BLOB_ROOT": str(root / "blobs"),
@@ -123,10 +131,10 @@ def preprocess_topics(env: Mapping[str, str]) -> list[KafkaTopicSpec]:
     from services.common.config import Settings
     from services.preprocess.main import PreprocessSettings, build_app
 
-    settings = Settings.from_env(env)
-    registry = settings.topic_registry()
-    fact_topic_names = {spec.name for spec in registry.specs()}
     with _throwaway_keys() as scratch_env:
+        settings = Settings.from_env({**env, **scratch_env})
+        registry = settings.topic_registry()
+        fact_topic_names = {spec.name for spec in registry.specs()}
         app = build_app(settings, PreprocessSettings.from_env(settings, {**env, **scratch_env}))
         stage_topics = [agent.channel for agent in app.agents.values()]
         changelogs = [table.changelog_topic for table in app.tables.values()]

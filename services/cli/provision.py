@@ -8,9 +8,11 @@ created once, in files only their owner can read, and never printed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,10 +58,12 @@ def write_secret(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def ensure_password(path: Path) -> str:
-    if not path.exists():
+def ensure_password(path: Path) -> tuple[str, bool]:
+    """The password in `path`, made now if missing; and whether it was."""
+    created = not path.exists()
+    if created:
         write_secret(path, secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return path.read_text().strip(), created
 
 
 def ensure_signer(path: Path) -> Signer:
@@ -137,8 +141,12 @@ async def register_keys(
     return [f"{party}:{signer.key_id}" for party, signer, _ in missing]
 
 
-async def prepare(settings: Settings, registry: TopicRegistry | None = None) -> Prepared:
-    """Topics, users, ACLs and keys for every party of the stack, under `registry`."""
+async def prepare(
+    settings: Settings, registry: TopicRegistry | None = None, *, every_consumer: bool = True
+) -> Prepared:
+    """Topics, users, ACLs and keys for every party of the stack, under `registry`. With
+    `every_consumer`, every consumer's Kafka user gets its rules on this registry too (the
+    stack's own prefix; a test's prefix has its own consumers)."""
     registry = registry or settings.topic_registry()
     result = Prepared()
     result.topics_created = await ensure_topics_on_broker(settings.kafka, registry.specs())
@@ -149,16 +157,18 @@ async def prepare(settings: Settings, registry: TopicRegistry | None = None) -> 
     scope = registry_resources(registry)
 
     def apply(users: kafka_users.KafkaUsers) -> None:
-        for party, password in passwords.items():
-            users.upsert_user(party, password)
+        existing = users.users()
+        for party, (password, created) in passwords.items():
+            if created or party not in existing:
+                users.upsert_user(party, password)
             added, removed = users.sync_acls(party, registry.acl_entries(party), scope)
             result.acls_added += added
             result.acls_removed += removed
-        for user in users.users():
-            if user.startswith(CONSUMER_USER_PREFIX):
-                added, removed = users.sync_acls(user, registry.acl_entries("consumer"), scope)
-                result.acls_added += added
-                result.acls_removed += removed
+        consumers = [u for u in existing if u.startswith(CONSUMER_USER_PREFIX)]
+        for user in consumers if every_consumer else ():
+            added, removed = users.sync_acls(user, registry.acl_entries("consumer"), scope)
+            result.acls_added += added
+            result.acls_removed += removed
 
     await kafka_users.run(settings.kafka, apply)
     admin = ensure_anchor(settings)
@@ -179,14 +189,21 @@ class ConsumerCredentials:
 
 
 async def provision_consumer(
-    settings: Settings, registry: TopicRegistry, principal_id: str, name: str
+    settings: Settings,
+    registry: TopicRegistry,
+    principal_id: str,
+    name: str,
+    credentials_root: Path | None = None,
 ) -> ConsumerCredentials:
     """A Kafka user with the consumer's rights, a signing key registered on the log for
-    this principal, and the folder holding both, for a consumer principal."""
+    this principal, and the folder holding both (under `credentials_root`, by default the
+    platform's credentials folder), for a consumer principal."""
     party = f"{CONSUMER_USER_PREFIX}{principal_id}"
     consumer = settings.for_party(party)
+    if credentials_root is not None:
+        consumer = dataclasses.replace(consumer, credentials_dir=credentials_root)
     folder = consumer.party_credentials()
-    password = ensure_password(consumer.kafka_password_file)
+    password, _ = ensure_password(consumer.kafka_password_file)
     signer = ensure_signer(consumer.signing_key_file)
     write_secret(
         folder / IDENTITY_FILE,
@@ -209,18 +226,30 @@ def anchors_of(settings: Settings) -> list[KeyEntry]:
 
 class OwnerSigners:
     """Signs each fact with the key of the party that owns its type: for the operator's
-    demo and the tests, which hold every party's key (a real party holds only its own)."""
+    demo and the tests, which hold every party's key (a real party holds only its own).
+    A consumer id seen for the first time gets a key of its own, registered on the log
+    (synchronously, before the fact it signs can be sent) if `register` is given."""
 
-    def __init__(self, parties: dict[str, Signer], consumers: dict[str, Signer]):
+    def __init__(
+        self,
+        parties: dict[str, Signer],
+        consumers: dict[str, Signer],
+        register: Callable[[str, Signer], None] | None = None,
+    ):
         self.parties = parties
         self.consumers = consumers
+        self._register = register
 
     def signer_for(self, envelope) -> Signer:
         access = FACT_ACCESS[envelope.event_type]
         if access.owner == "consumer":
             consumer_id = getattr(payload_of(envelope), access.principal_field)
             if consumer_id not in self.consumers:
-                raise ValueError(f"no key for consumer {consumer_id!r}; pass it to owner_signers")
+                if self._register is None:
+                    raise ValueError(f"no key for consumer {consumer_id!r}")
+                signer = Signer.generate()
+                self._register(consumer_id, signer)
+                self.consumers[consumer_id] = signer
             return self.consumers[consumer_id]
         return self.parties[access.owner]
 
@@ -246,4 +275,52 @@ async def owner_signers(
         [(party, signer, "") for party, signer in parties.items() if party != "admin"]
         + [("consumer", signer, consumer_id) for consumer_id, signer in consumers.items()],
     )
-    return OwnerSigners(parties, consumers)
+    return OwnerSigners(parties, consumers, _registrar(settings, registry, admin))
+
+
+def _registrar(settings: Settings, registry: TopicRegistry, admin: Signer):
+    """Registers a consumer key and waits for the broker's acknowledgement, without an
+    event loop (OwnerSigners signs synchronously)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {**settings.kafka.librdkafka_config(), "enable.idempotence": True, "acks": "all"}
+    )
+    topic = registry.fact_topic("key.registered")
+
+    def register(consumer_id: str, signer: Signer) -> None:
+        valid_from = datetime.now(UTC) - _VALID_FROM_MARGIN
+        envelope = key_registration(admin, "consumer", signer, consumer_id, valid_from=valid_from)
+        failures: list[str] = []
+        producer.produce(
+            topic,
+            key=envelope.key.encode(),
+            value=admin.seal(envelope),
+            on_delivery=lambda error, _: failures.append(str(error)) if error else None,
+        )
+        if producer.flush(30) or failures:
+            raise RuntimeError(f"could not register a key for consumer {consumer_id}: {failures}")
+
+    return register
+
+
+async def remove(settings: Settings, registry: TopicRegistry) -> None:
+    """Undo `prepare` for a registry (tests): its topics, and every party's rules on them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    resources = {
+        (entry.resource_type, entry.name, entry.pattern)
+        for party in ("admin", *STACK_PARTIES, "consumer")
+        for entry in registry.acl_entries(party)
+    }
+    await kafka_users.run(settings.kafka, lambda users: users.delete_resource_acls(resources))
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options(), request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [spec.name for spec in registry.specs() if spec.name in existing]
+        names += [t for t in existing if t.startswith(f"{registry.preprocess_app_id}-")]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()

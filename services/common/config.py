@@ -238,6 +238,21 @@ class Settings:
             )
         return KafkaAccess(self.kafka_bootstrap, self.kafka_username, password, self.kafka_ca_file)
 
+    def party_env(self, party: str) -> dict[str, str]:
+        """Environment variables that make a child process act as `party` on this
+        deployment (same broker, credentials, CA and trust anchors, whatever its run dir)."""
+        env = {
+            "TT_PARTY": party,
+            "TT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "TT_CREDENTIALS_DIR": str(self.credentials_dir.resolve()),
+            "TT_KAFKA_TLS": "1" if self.kafka_ca_file else "0",
+        }
+        if self.kafka_ca_file:
+            env["TT_KAFKA_CA_FILE"] = str(self.kafka_ca_file.resolve())
+        if self.trust_anchors_file:
+            env["TT_TRUST_ANCHORS_FILE"] = str(self.trust_anchors_file.resolve())
+        return env
+
     def anonymous_kafka(self) -> KafkaAccess:
         """A client with no credentials at all (the broker must refuse it)."""
         return KafkaAccess(self.kafka_bootstrap)

@@ -215,8 +215,11 @@ def _example_key(run_id: str) -> identity_pb2.KeyRegistered:
     return fact
 
 
-def example_envelopes(run_id: str, producer: str = "example") -> list[Envelope]:
-    """Every example payload in an envelope with a deterministic event id, in registry order."""
+def example_envelopes(
+    run_id: str, producer: str = "example", without: tuple[str, ...] = ()
+) -> list[Envelope]:
+    """Every example payload (but those of the types in `without`) in an envelope with a
+    deterministic event id, in registry order."""
     payloads = example_payloads(run_id)
     return [
         make_envelope(
@@ -228,4 +231,5 @@ def example_envelopes(run_id: str, producer: str = "example") -> list[Envelope]:
             correlation_id=f"example-{run_id}",
         )
         for spec in FACTS
+        if spec.event_type not in without
     ]

@@ -154,6 +154,25 @@ class KafkaUsers:
                 self._admin.delete_acls(filters, request_timeout=_TIMEOUT_S), "cannot delete ACL"
             )
 
+    def delete_resource_acls(self, resources: Iterable[tuple[str, str, str]]) -> None:
+        """Remove every principal's rules on these (resource type, name, pattern)."""
+        filters = [
+            AclBindingFilter(
+                _RESOURCE[resource_type],
+                name,
+                _PATTERN[pattern],
+                None,
+                None,
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )
+            for resource_type, name, pattern in resources
+        ]
+        if filters:
+            self._wait(
+                self._admin.delete_acls(filters, request_timeout=_TIMEOUT_S), "cannot delete ACL"
+            )
+
 
 async def run(access: KafkaAccess, work):
     """Run `work(users)` with a KafkaUsers client, off the event loop."""

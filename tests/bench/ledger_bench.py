@@ -17,6 +17,7 @@ Each prints a JSON line; the bench uses its own topic prefix and schemas.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -26,12 +27,15 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
+from services.cli.provision import owner_signers, prepare, remove
 from services.common.bus import FactProducer
 from services.common.config import Settings
 from services.common.db import connect
+from services.common.facts import decode
 from services.common.migrations import load_migrations, migrate
-from services.common.topics import ensure_topics_on_broker
+from services.common.signing import Keyring, Signer
 from services.ledger import projection
 from services.ledger.rules import Claim, pool_micros, split
 from tests import ledger_facts as f
@@ -124,24 +128,23 @@ async def bench_end_to_end(settings: Settings, count: int) -> dict:
     unique = uuid.uuid4().hex[:8]
     prefix = f"bench-{unique}."
     schema = f"bench_ledger_{unique}"
-    registry = Settings(
-        kafka_bootstrap=settings.kafka_bootstrap,
-        database_url=settings.database_url,
-        topic_prefix=prefix,
-    ).topic_registry()
-    await ensure_topics_on_broker(settings.kafka_bootstrap, registry.specs())
-    async with FactProducer(settings.kafka_bootstrap, registry, client_id="bench") as producer:
+    registry = dataclasses.replace(settings, topic_prefix=prefix).topic_registry()
+    await prepare(settings, registry, every_consumer=False)
+    signers = await owner_signers(settings, registry)
+    # Each fact signed alone, as preprocess publishes one per contribution: the ledger
+    # verifies one Ed25519 signature per fact (the worst case; batches share one).
+    async with FactProducer(settings.kafka, registry, client_id="bench", signer=signers) as out:
         pending = [
-            await producer.send(f.processed(f"c{i}-{unique}", f"p{i % 100}", 1000 + i))
+            await out.send(f.processed(f"c{i}-{unique}", f"p{i % 100}", 1000 + i))
             for i in range(count)
         ]
         await asyncio.gather(*pending)
     env = {
         **os.environ,
+        **settings.party_env("ledger"),
         "TT_TOPIC_PREFIX": prefix,
         "TT_LEDGER_SCHEMA": schema,
         "TT_METRICS_ADDRESS": "off",
-        "TT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TT_DATABASE_URL": settings.database_url,
     }
     process = await asyncio.create_subprocess_exec(
@@ -175,12 +178,44 @@ async def bench_end_to_end(settings: Settings, count: int) -> dict:
         admin = await connect(settings.database_url, "public", application_name="bench")
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.close()
+        await remove(settings, registry)
     seconds = (last - first).total_seconds()
     return {
         "bench": "ledger_end_to_end",
         "facts": count,
         "seconds": round(seconds, 2),
         "facts_per_s": round(count / seconds) if seconds else None,
+        "ms_per_fact": round(seconds * 1000 / count, 3) if count else None,
+    }
+
+
+def bench_signatures(count: int = 5000) -> dict:
+    """What signing costs per fact: sealing and verifying one fact alone (what the ledger
+    does for each contribution.processed) and in a batch of 200 (the outbox relay's
+    allocation.made), on the same machine, in process time."""
+    signer = Signer.generate()
+    keyring = Keyring([])
+    keyring._keys[signer.key_id] = signer.entry("preprocess", datetime(2026, 1, 1, tzinfo=UTC))
+    facts = [f.processed(f"c{i}", f"p{i % 100}", 1000 + i) for i in range(count)]
+    started = time.process_time()
+    alone = [signer.seal(fact) for fact in facts]
+    seal_alone = time.process_time() - started
+    started = time.process_time()
+    batched = [v for i in range(0, count, 200) for v in signer.seal_batch(facts[i : i + 200])]
+    seal_batched = time.process_time() - started
+    results = {}
+    for name, values in (("alone", alone), ("batch_200", batched)):
+        started = time.process_time()
+        for value in values:
+            keyring.verify(value, decode(value), 10**13)
+        results[name] = (time.process_time() - started) / count * 1e6
+    return {
+        "bench": "fact_signatures",
+        "facts": count,
+        "seal_us_alone": round(seal_alone / count * 1e6, 1),
+        "seal_us_batch_200": round(seal_batched / count * 1e6, 1),
+        "verify_us_alone": round(results["alone"], 1),
+        "verify_us_batch_200": round(results["batch_200"], 1),
     }
 
 
@@ -196,6 +231,14 @@ def main() -> int:
         bench_end_to_end(settings, int(os.environ.get("TT_BENCH_LEDGER_FACTS", "20000")))
     )
     print(json.dumps(end_to_end))
+    signatures = bench_signatures()
+    print(json.dumps(signatures))
+    share = signatures["verify_us_alone"] / (end_to_end["ms_per_fact"] * 1000)
+    print(
+        f"signatures: the ledger verifies a fact in {signatures['verify_us_alone']} us alone, "
+        f"{signatures['verify_us_batch_200']} us in a batch of 200: {share:.1%} of its "
+        f"{end_to_end['ms_per_fact']} ms per fact end to end"
+    )
     print(
         f"ledger bench: split over {core['contributions']:,} contributions "
         f"{core['allocate_s']} s, peak RSS {core['peak_rss_mb']} MB (goal < 2 s, < 1 GB); "

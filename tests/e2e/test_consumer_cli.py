@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from services.cli.admin import wait_group_stable
-from services.common.bus import FactProducer
 from services.common.config import Settings
 from services.common.db import connect
 from tests import ledger_facts as f
+from tests.integration.conftest import publish_signed
 from tests.integration.ingest_server import ROOT, start_ingest, stop_ingest
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,10 @@ REVENUE = [
 ]  # fmt: skip
 
 
+# Stands for the ingest service's credentials folder, given to a consumer's verb.
+NOT_A_CONSUMER = "not-a-consumer"
+
+
 def replaced(args: list[str], option: str, value: str) -> list[str]:
     """`args` with `option`'s value replaced by `value`."""
     at = args.index(option) + 1
@@ -75,6 +79,9 @@ class Platform:
     contributions: list  # the contribution.processed envelopes published
     ledger: subprocess.Popen
     ledger_log: Path
+    # The consumer's verbs act with a credentials folder, not an API key: by key, the
+    # folder `1tt consumer ...` is given (a consumer's, or one that is not a consumer's).
+    credentials: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)  # what the first test published
 
     def ledger_tail(self) -> str:
@@ -92,11 +99,7 @@ def _stop_ledger(process: subprocess.Popen) -> None:
 
 
 async def _publish(settings: Settings, envelopes) -> None:
-    async with FactProducer(
-        settings.kafka_bootstrap, settings.topic_registry(), client_id="tests"
-    ) as producer:
-        for envelope in envelopes:
-            await producer.publish(envelope)
+    await publish_signed(settings, settings.topic_registry(), *envelopes)
 
 
 async def _drop_schema(settings: Settings, schema: str) -> None:
@@ -115,12 +118,12 @@ def platform(tmp_path_factory):
     settings = server.settings
     unique = uuid.uuid4().hex[:10]
     ledger_schema = f"ledger_e2e_{unique}"
-    env = {k: v for k, v in os.environ.items() if k != "TT_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TT_API_KEY", "TT_PARTY")}
     env.update(
         TT_TOPIC_PREFIX=settings.topic_prefix,
         TT_INGEST_SCHEMA=server.schema,
         TT_LEDGER_SCHEMA=ledger_schema,
-        TT_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        **settings.party_env("admin"),
         TT_DATABASE_URL=settings.database_url,
         TT_TOPIC_PARTITIONS=str(settings.topic_partitions),
         TT_LEDGER_SESSION_TIMEOUT_MS="6000",
@@ -131,13 +134,13 @@ def platform(tmp_path_factory):
     ledger = subprocess.Popen(
         [sys.executable, "-m", "services.ledger.main"],
         cwd=ROOT,
-        env={**env, "TT_LOG_LEVEL": "INFO"},
+        env={**env, **settings.party_env("ledger"), "TT_LOG_LEVEL": "INFO"},
         stdout=ledger_log.open("ab"),
         stderr=subprocess.STDOUT,
     )
     try:
         ready, detail = asyncio.run(
-            wait_group_stable(settings.kafka_bootstrap, f"{settings.topic_prefix}ledger", 90)
+            wait_group_stable(settings.kafka, f"{settings.topic_prefix}ledger", 90)
         )
         assert ready, f"the ledger did not join its group: {detail}\n{ledger_log.read_text()}"
         records = {
@@ -159,6 +162,10 @@ def platform(tmp_path_factory):
             contributions,
             ledger,
             ledger_log,
+            credentials={
+                records["consumer"]["api_key"]: records["consumer"]["credentials"],
+                NOT_A_CONSUMER: str(settings.party_credentials("ingest")),
+            },
         )
     finally:
         _stop_ledger(ledger)
@@ -167,9 +174,13 @@ def platform(tmp_path_factory):
 
 
 def tt(platform: Platform, *args: str, key: str | None = None) -> subprocess.CompletedProcess:
-    """`1tt ARGS` as a person runs it, with `key` as $TT_API_KEY (none if None)."""
+    """`1tt ARGS` as a person runs it, with `key` as $TT_API_KEY (none if None); for the
+    consumer's verbs, with the credentials folder that goes with `key` instead."""
     env = dict(platform.env)
-    if key is not None:
+    if args and args[0] == "consumer":
+        if key is not None:
+            args = (*args, "--credentials", platform.credentials.get(key, key))
+    elif key is not None:
         env["TT_API_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "services.cli.main", *args],
@@ -214,7 +225,7 @@ def wait_allocated(platform: Platform, kind: str, timeout_s: float = 60.0) -> di
 async def _log_end_offsets(settings: Settings) -> dict:
     """The end offset of every partition of the consumer's fact topics."""
     registry = settings.topic_registry()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**settings.kafka.client_options(), group_id=None)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # as services.common.logreader does
@@ -333,10 +344,10 @@ def test_resending_publishes_nothing_and_a_changed_amount_is_refused(platform):
 
 
 REJECTIONS = {
-    "contributor-key": (
-        "contributor_a", AGREEMENT, ["for the consumer role", "a contributor"]
+    "not-a-consumers-folder": (
+        NOT_A_CONSUMER, AGREEMENT, ["no consumer credentials", "--credentials FOLDER"]
     ),
-    "no-key": (None, AGREEMENT, ["needs an API key", "TT_API_KEY or --api-key"]),
+    "no-credentials": (None, AGREEMENT, ["no consumer credentials", "TT_PARTY=consumer-"]),
     "unknown-currency": (
         "consumer",
         replaced(AGREEMENT, "--currency", "XYZ"),
@@ -371,7 +382,8 @@ REJECTIONS = {
 def test_a_request_that_cannot_stand_is_refused_in_words_and_publishes_nothing(platform, case):
     who, args, fragments = REJECTIONS[case]
     before = log_ends(platform)
-    result = tt(platform, *args, key=platform.keys[who] if who else None)
+    key = platform.keys.get(who, who) if who else None
+    result = tt(platform, *args, key=key)
     assert result.returncode != 0, f"{case}: accepted\n{result.stdout}"
     assert result.stdout == "", result.stdout
     for fragment in fragments:

@@ -41,8 +41,8 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.cli.admin import init_secrets, wait_group_stable, wait_http_ready, wait_serving
-from services.common.config import Settings
-from services.common.topics import ensure_topics_on_broker
+from services.cli.provision import prepare, remove
+from services.common.config import KafkaAccess, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = ROOT / "deploy" / "local" / "stack.sh"
@@ -195,7 +195,6 @@ class Platform:
             **{k: v for k, v in os.environ.items() if k not in ("TT_FAILPOINTS", "TT_API_KEY")},
             "TT_TOPIC_PREFIX": self.settings.topic_prefix,
             "TT_RUN_DIR": str(run_dir),
-            "TT_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
             "TT_DATABASE_URL": base.database_url,
             "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
             "TT_LOG_LEVEL": "INFO",
@@ -222,7 +221,10 @@ class Platform:
         logs.mkdir(parents=True, exist_ok=True)
         self.services: dict[str, Service] = {
             name: Service(
-                name, f"services.{name}.main", {**common, **specific[name]}, logs / f"{name}.log"
+                name,
+                f"services.{name}.main",
+                {**common, **base.party_env(name), **specific[name]},
+                logs / f"{name}.log",
             )
             for name in SERVICES
         }
@@ -278,9 +280,7 @@ class Platform:
 
     async def start_all(self, ready_timeout_s: float = 150) -> None:
         """Start the four services together, then wait until each is ready."""
-        await ensure_topics_on_broker(
-            self.settings.kafka_bootstrap, self.settings.topic_registry().specs()
-        )
+        await prepare(self.settings, self.settings.topic_registry(), every_consumer=False)
         for name in SERVICES:
             await self.start(name)
         await asyncio.gather(*(self.wait_ready(name, ready_timeout_s) for name in SERVICES))
@@ -301,7 +301,7 @@ class Platform:
             f"{app}-answers",
         }
         for _ in range(attempts):
-            assigned = await _assigned_topics(self.settings.kafka_bootstrap, app)
+            assigned = await _assigned_topics(self.settings.kafka, app)
             if wanted <= assigned:
                 return
             self.startup_notes.append(
@@ -313,14 +313,14 @@ class Platform:
 
     async def wait_ready(self, name: str, timeout_s: float = 150) -> None:
         prefix = self.settings.topic_prefix
-        bootstrap = self.settings.kafka_bootstrap
+        kafka = self.settings.kafka
         if name == "ingest":
             ready, detail = await wait_serving(self.ingest_address, timeout_s)
         elif name == "payout":
             ready, detail = await wait_http_ready(f"{self.payout_url}/readyz", timeout_s)
         else:
             group = f"{prefix}tt-preprocess" if name == "preprocess" else f"{prefix}ledger"
-            ready, detail = await _wait_group(bootstrap, group, timeout_s)
+            ready, detail = await _wait_group(kafka, group, timeout_s)
         if not ready:
             self.fail(f"{name} did not become ready within {timeout_s:.0f}s ({detail})", name)
 
@@ -515,40 +515,29 @@ class Platform:
                     await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             finally:
                 await conn.close()
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=30_000
-        )
         with contextlib.suppress(*TRANSIENT_ERRORS):
-            await admin.start()
-            try:
-                mine = [
-                    t for t in await admin.list_topics() if t.startswith(self.settings.topic_prefix)
-                ]
-                if mine:
-                    await admin.delete_topics(mine)
-            finally:
-                await admin.close()
+            await remove(self.settings, self.settings.topic_registry())
 
 
-async def _wait_group(bootstrap: str, group: str, timeout_s: float) -> tuple[bool, str]:
+async def _wait_group(kafka: KafkaAccess, group: str, timeout_s: float) -> tuple[bool, str]:
     """wait_group_stable, also while the broker has no group coordinator yet (a fresh
     broker creates __consumer_offsets on the first group's request) or is restarting."""
     deadline = time.monotonic() + timeout_s
     detail = "no answer"
     while time.monotonic() < deadline:
         try:
-            return await wait_group_stable(bootstrap, group, deadline - time.monotonic())
+            return await wait_group_stable(kafka, group, deadline - time.monotonic())
         except TRANSIENT_ERRORS as error:
             detail = repr(error)
             await asyncio.sleep(0.5)
     return False, detail
 
 
-async def _assigned_topics(bootstrap: str, group: str) -> set[str]:
+async def _assigned_topics(kafka: KafkaAccess, group: str) -> set[str]:
     """The topics of which some partition is assigned to a member of `group`."""
     from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=10_000)
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([group])
@@ -591,7 +580,7 @@ async def read_dead_letters(settings: Settings) -> list[dict[str, str]]:
 
     topic = settings.topic_registry().dead_letter_topic
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka.client_options(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",

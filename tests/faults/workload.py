@@ -33,13 +33,16 @@ import grpc
 import httpx
 
 from services.cli.client import IngestClient, UploadSpec
-from services.common.bus import FactProducer
+from services.cli.provision import owner_signers
+from services.common.bus import FactProducer, PartyBus
 from services.common.facts import make_envelope, payload_of
 from services.common.identity import Principal, api_key_sha256, role_number
 from services.common.ids import derived_id
+from services.common.keys import KeyFeed
 from services.common.logreader import read_log
 from services.consumer.client import ConsumerClient
 from tests.faults.platform import Platform, PlatformFailure
+from tests.integration.conftest import publish_signed
 from tt.facts.v1 import contribution_pb2, identity_pb2
 
 PRODUCER = "fault-suite"
@@ -351,11 +354,7 @@ class WorkloadRun:
 
     async def publish(self, envelopes) -> None:
         async def send():
-            async with FactProducer(
-                self.settings.kafka_bootstrap, self.settings.topic_registry(), client_id=PRODUCER
-            ) as producer:
-                for envelope in envelopes:
-                    await producer.publish(envelope)
+            await publish_signed(self.settings, self.settings.topic_registry(), *envelopes)
 
         await self.retry(send, f"publishing {len(envelopes)} fact(s)")
 
@@ -436,15 +435,13 @@ class WorkloadRun:
         )
 
     async def _processed(self, contribution_id: str) -> bool:
-        records = read_log(
-            self.settings.kafka_bootstrap,
-            self.settings.topic_registry(),
-            ["contribution.processed"],
-        )
-        async with contextlib.aclosing(records):  # stops the reader's consumer
-            async for record in records:
-                if record.envelope.key == contribution_id:
-                    return True
+        registry = self.settings.topic_registry()
+        async with KeyFeed.for_settings(self.settings, registry) as keys:
+            records = read_log(self.settings.kafka, registry, ["contribution.processed"], keys)
+            async with contextlib.aclosing(records):  # stops the reader's consumer
+                async for record in records:
+                    if record.envelope.key == contribution_id:
+                        return True
         return False
 
     async def consumer_action(self, action, what: str):
@@ -453,13 +450,19 @@ class WorkloadRun:
         principal = Principal(spec.principal_id, "consumer", spec.name)
 
         async def attempt():
+            registry = self.settings.topic_registry()
+            signers = await owner_signers(self.settings, registry)
             producer = FactProducer(
-                self.settings.kafka_bootstrap,
-                self.settings.topic_registry(),
-                client_id="consumer-client",
+                self.settings.kafka, registry, client_id="consumer-client", signer=signers
             )
             await producer.__aenter__()
-            async with ConsumerClient(self.settings, principal, producer) as client:
+            keys = KeyFeed.for_settings(self.settings, registry)
+            try:
+                await keys.start()
+            except BaseException:
+                await producer.__aexit__(None, None, None)
+                raise
+            async with ConsumerClient(self.settings, principal, PartyBus(producer, keys)) as client:
                 return await action(client)
 
         return await self.retry(attempt, what)
@@ -670,10 +673,10 @@ class WorkloadRun:
 
         async def read():
             found: dict[str, list] = {t: [] for t in event_types}
-            async for record in read_log(
-                self.settings.kafka_bootstrap, self.settings.topic_registry(), event_types
-            ):
-                found[record.envelope.event_type].append(record.envelope)
+            registry = self.settings.topic_registry()
+            async with KeyFeed.for_settings(self.settings, registry) as keys:
+                async for record in read_log(self.settings.kafka, registry, event_types, keys):
+                    found[record.envelope.event_type].append(record.envelope)
             return found
 
         return await self.retry(read, f"reading {', '.join(event_types)}")

@@ -1,6 +1,11 @@
 """Integration fixtures. All tests share the one broker and database that `make up`
 started; each test gets its own topic prefix and its own Postgres schema, and removes
-them afterwards, so tests can run in any order."""
+them afterwards, so tests can run in any order.
+
+The test process acts as the operator (the admin party: a Kafka super user). A prefix is
+prepared as `1tt stack prepare` prepares the real one: its topics, every party's ACLs on
+them, and the services' signing keys registered in its key.registered topic. Facts the
+tests publish are signed by the party that owns their type (OwnerSigners)."""
 
 from __future__ import annotations
 
@@ -12,14 +17,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.cli.provision import owner_signers, prepare, remove
 from services.common.bus import FactConsumer, FactProducer
-from services.common.config import Settings
+from services.common.config import KafkaAccess, Settings
 from services.common.db import connect, create_pool
 from services.common.facts import BY_EVENT_TYPE
+from services.common.keys import KeyFeed
 from services.common.migrations import migrate
-from services.common.topics import TopicRegistry, ensure_topics
+from services.common.topics import TopicRegistry
 
 pytestmark = pytest.mark.integration
+# Every fact type but the key registrations, which `registry` publishes for the services.
+FACT_TYPES = tuple(t for t in BY_EVENT_TYPE if t != "key.registered")
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +41,7 @@ def stack_is_up(settings: Settings) -> None:
     """Fail fast, in words, when the stack is not running (rather than timing out per test)."""
 
     async def probe() -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000
-        )
+        admin = AIOKafkaAdminClient(**settings.kafka.client_options(), request_timeout_ms=5000)
         await asyncio.wait_for(admin.start(), 10)
         await admin.close()
         conn = await asyncio.wait_for(asyncpg.connect(settings.database_url), 10)
@@ -57,21 +64,32 @@ def unique() -> str:
 
 @pytest.fixture
 async def admin(settings):
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30_000
-    )
+    client = AIOKafkaAdminClient(**settings.kafka.client_options(), request_timeout_ms=30_000)
     await client.start()
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def registry(admin, unique) -> TopicRegistry:
-    """A full set of fact topics under a prefix of this test's own."""
+async def registry(settings, unique) -> TopicRegistry:
+    """A full set of fact topics under a prefix of this test's own, prepared like the
+    stack's (ACLs for every party, the services' keys registered)."""
     topics = TopicRegistry(prefix=f"it-{unique}.", partitions=3)
-    await ensure_topics(admin, topics.specs())
+    await prepare(settings, topics)
     yield topics
-    await admin.delete_topics([spec.name for spec in topics.specs()])
+    await remove(settings, topics)
+
+
+@pytest.fixture
+async def signers(settings, registry):
+    """Signs each fact as the party that owns its type."""
+    return await owner_signers(settings, registry)
+
+
+@pytest.fixture
+async def keys(settings, registry):
+    async with KeyFeed.for_settings(settings, registry) as feed:
+        yield feed
 
 
 @pytest.fixture
@@ -95,34 +113,37 @@ async def pool(settings, schema):
 
 
 @pytest.fixture
-async def producer(settings, registry):
-    async with FactProducer(settings.kafka_bootstrap, registry, client_id="tests") as fact_producer:
+async def producer(settings, registry, signers):
+    async with FactProducer(
+        settings.kafka, registry, client_id="tests", signer=signers
+    ) as fact_producer:
         yield fact_producer
 
 
 @pytest.fixture
-def consumer_for(settings, registry, producer):
+def consumer_for(settings, registry, producer, keys):
     """A FactConsumer over every fact topic of this test's registry, for `group`."""
 
-    def make(group_id: str, handler, **options) -> FactConsumer:
+    def make(group_id: str, handler, event_types=FACT_TYPES, **options) -> FactConsumer:
         return FactConsumer(
-            bootstrap=settings.kafka_bootstrap,
+            kafka=settings.kafka,
             registry=registry,
             group_id=group_id,
-            event_types=BY_EVENT_TYPE,
+            event_types=event_types,
             handler=handler,
             dead_letters=producer,
+            keys=keys,
             **options,
         )
 
     return make
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0):
+async def read_topic(kafka: KafkaAccess, topic: str, expected: int, timeout_s: float = 20.0):
     """Every message on `topic` (read_committed, from the start), waiting for `expected`."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -142,3 +163,11 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float
     finally:
         await consumer.stop()
     return records
+
+
+async def publish_signed(settings: Settings, registry: TopicRegistry, *envelopes) -> None:
+    """Publish facts under `registry`, each signed by the party that owns its type."""
+    signers = await owner_signers(settings, registry)
+    async with FactProducer(settings.kafka, registry, client_id="tests", signer=signers) as out:
+        for envelope in envelopes:
+            await out.publish(envelope)

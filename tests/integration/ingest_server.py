@@ -16,9 +16,9 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.cli.admin import add_principal, init_secrets, secret_paths, wait_serving
+from services.cli.provision import prepare, remove
 from services.common.config import Settings
 from services.ingest.terms import CURRENT_TERMS_ID, accepted_terms
 from tests.integration.conftest import read_topic
@@ -75,7 +75,7 @@ class IngestServer:
 
     def received_facts(self, expected: int = 0, timeout_s: float = 3.0):
         topic = self.settings.topic_registry().fact_topic("contribution.received")
-        return asyncio.run(read_topic(self.settings.kafka_bootstrap, topic, expected, timeout_s))
+        return asyncio.run(read_topic(self.settings.kafka, topic, expected, timeout_s))
 
     def log_tail(self) -> str:
         return self.log_path.read_text()[-3000:] if self.log_path.exists() else ""
@@ -89,6 +89,7 @@ def start_ingest(base: Settings, run_dir: Path, **env_overrides: str) -> IngestS
     settings = dataclasses.replace(base, topic_prefix=f"it-{unique}.")
     schema = f"ing_{unique}"
     init_secrets(run_dir)
+    asyncio.run(prepare(base, settings.topic_registry(), every_consumer=False))
     address = f"127.0.0.1:{free_port()}"
     log_path = run_dir / "ingest.log"
     env = {
@@ -97,7 +98,7 @@ def start_ingest(base: Settings, run_dir: Path, **env_overrides: str) -> IngestS
         "TT_INGEST_SCHEMA": schema,
         "TT_INGEST_ADDRESS": address,
         "TT_RUN_DIR": str(run_dir),
-        "TT_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
+        **base.party_env("ingest"),
         "TT_DATABASE_URL": base.database_url,
         "TT_VALIDATOR_WORKERS": "2",
         "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
@@ -133,12 +134,7 @@ def stop_ingest(server: IngestServer) -> None:
         conn = await asyncpg.connect(server.settings.database_url)
         await conn.execute(f"DROP SCHEMA IF EXISTS {server.schema} CASCADE")
         await conn.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=server.settings.kafka_bootstrap)
-        await admin.start()
-        registry = server.settings.topic_registry()
-        existing = set(await admin.list_topics())
-        await admin.delete_topics([s.name for s in registry.specs() if s.name in existing])
-        await admin.close()
+        await remove(server.settings, server.settings.topic_registry())
 
     asyncio.run(cleanup())
 

@@ -24,15 +24,15 @@ from pathlib import Path
 import httpx
 
 from services.cli.admin import init_secrets, secret_paths, wait_http_ready
+from services.cli.provision import prepare, remove
 from services.common.blobstore import BlobStore, load_public_key
-from services.common.bus import FactProducer
 from services.common.config import Settings
 from services.common.db import connect
 from services.common.identity import generate_api_key, role_number
 from services.common.ids import derived_id
-from services.common.topics import ensure_topics_on_broker
 from services.ledger.rules import Claim, split
 from tests import ledger_facts as f
+from tests.integration.conftest import publish_signed
 from tests.integration.ingest_server import ROOT, free_port
 from tt.facts.v1 import common_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
@@ -77,14 +77,12 @@ class PayoutServer:
             "TT_PAYOUT_SCHEMA": schema,
             "TT_PAYOUT_ADDRESS": f"127.0.0.1:{port}",
             "TT_RUN_DIR": str(run_dir),
-            "TT_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
+            **base.party_env("payout"),
             "TT_DATABASE_URL": base.database_url,
             "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
             "TT_PAYOUT_SESSION_TIMEOUT_MS": "6000",
         }
-        asyncio.run(
-            ensure_topics_on_broker(base.kafka_bootstrap, settings.topic_registry().specs())
-        )
+        asyncio.run(prepare(base, settings.topic_registry(), every_consumer=False))
         with (run_dir / "payout.log").open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "services.payout.main"],
@@ -121,6 +119,7 @@ class PayoutServer:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
             finally:
                 await conn.close()
+            await remove(self.settings, self.settings.topic_registry())
 
         asyncio.run(drop())
 
@@ -295,7 +294,4 @@ class PayoutServer:
         return ref, report
 
     async def _publish(self, envelopes) -> None:
-        registry = self.settings.topic_registry()
-        async with FactProducer(self.settings.kafka_bootstrap, registry, client_id="tests") as p:
-            for envelope in envelopes:
-                await p.publish(envelope)
+        await publish_signed(self.settings, self.settings.topic_registry(), *envelopes)

@@ -27,7 +27,7 @@ def start_preprocess(
         "TT_TOPIC_PREFIX": ingest.settings.topic_prefix,
         "TT_RUN_DIR": str(ingest.run_dir),
         "TT_PREPROCESS_DATADIR": str(datadir),
-        "TT_KAFKA_BOOTSTRAP": ingest.settings.kafka_bootstrap,
+        **ingest.settings.party_env("preprocess"),
         "TT_DATABASE_URL": ingest.settings.database_url,
         "TT_PREPROCESS_WORKERS": "2",
         "TT_FAILPOINTS": failpoints,
@@ -47,7 +47,7 @@ def start_preprocess(
     if not wait:
         return process
     group = f"{ingest.settings.topic_prefix}tt-preprocess"
-    ready, detail = asyncio.run(wait_group_stable(ingest.settings.kafka_bootstrap, group, 120))
+    ready, detail = asyncio.run(wait_group_stable(ingest.settings.kafka, group, 120))
     if not ready and process.poll() is None:
         process.kill()
     if not ready:
@@ -73,7 +73,7 @@ def preprocess_log(ingest: IngestServer) -> str:
 def processed_facts(ingest: IngestServer, expected: int, timeout_s: float = 120.0) -> dict:
     """contribution_id -> the ContributionProcessed payloads seen (a list: repeats allowed)."""
     topic = ingest.settings.topic_registry().fact_topic("contribution.processed")
-    records = asyncio.run(read_topic(ingest.settings.kafka_bootstrap, topic, expected, timeout_s))
+    records = asyncio.run(read_topic(ingest.settings.kafka, topic, expected, timeout_s))
     facts: dict[str, list] = {}
     for record in records:
         envelope = decode(record.value)

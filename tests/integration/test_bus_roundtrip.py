@@ -8,8 +8,10 @@ import pytest
 
 from services.common.bus import Delivery, FactConsumer
 from services.common.examples import example_envelopes
-from services.common.facts import encode, payload_of
-from tests.integration.conftest import read_topic
+from services.common.facts import BY_EVENT_TYPE, Envelope, decode, encode, payload_of
+from services.common.signing import Signer
+from services.common.topics import FACT_ACCESS
+from tests.integration.conftest import FACT_TYPES, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +32,25 @@ async def test_every_fact_type_round_trips_through_kafka(registry, producer, uni
     async def collect(delivery: Delivery) -> None:
         received[delivery.envelope.event_id] = delivery
 
-    consumer = consumer_for(f"roundtrip-{unique}", collect)
+    ours = {e.event_id for e in sent}
+    consumer = consumer_for(f"roundtrip-{unique}", collect, event_types=BY_EVENT_TYPE)
     async with consumer:
-        await consume_until(consumer, lambda: len(received) == len(sent))
+        await consume_until(consumer, lambda: ours <= set(received))
         for topic, partition in {(d.topic, d.partition) for d in received.values()}:
             assert await consumer.committed_offset(topic, partition) is not None
 
-    assert set(received) == {e.event_id for e in sent}
+    # Besides ours, only the services' key registrations that `registry` published.
+    assert {received[i].envelope.event_type for i in set(received) - ours} == {"key.registered"}
     for envelope in sent:
         delivery = received[envelope.event_id]
-        assert delivery.envelope == envelope
+        assert delivery.envelope.HasField("signature")
+        unsigned = Envelope()
+        unsigned.CopyFrom(delivery.envelope)
+        unsigned.ClearField("signature")
+        assert unsigned == envelope
         assert payload_of(delivery.envelope) == payload_of(envelope)
         assert delivery.topic == registry.fact_topic(envelope.event_type)
+        assert delivery.signer.party == FACT_ACCESS[envelope.event_type].owner
     assert consumer.dead_letter_count == 0
 
 
@@ -50,11 +59,12 @@ async def test_facts_are_keyed_and_carry_their_type_in_headers(
 ):
     envelope = next(e for e in example_envelopes(unique) if e.event_type == "revenue.recorded")
     await producer.publish(envelope)
-    [record] = await read_topic(
-        settings.kafka_bootstrap, registry.fact_topic("revenue.recorded"), 1
-    )
+    [record] = await read_topic(settings.kafka, registry.fact_topic("revenue.recorded"), 1)
     assert record.key == envelope.key.encode()
-    assert record.value == encode(envelope)
+    # The record is the fact's bytes with its signature appended.
+    assert record.value.startswith(encode(envelope))
+    assert decode(record.value).signature.key_id
+    assert record.timestamp_type == 1  # LogAppendTime: the broker's clock, not ours
     headers = dict(record.headers)
     assert headers["event_type"] == b"revenue.recorded"
     assert headers["event_id"] == envelope.event_id.encode()
@@ -86,7 +96,7 @@ async def test_bad_messages_go_to_the_dead_letter_topic_with_reason_and_original
     assert handled == [good.event_id]
     assert consumer.dead_letter_count == 3
 
-    dead = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 3)
+    dead = await read_topic(settings.kafka, registry.dead_letter_topic, 3)
     assert len(dead) == 3
     by_value = {record.value: dict(record.headers) for record in dead}
     assert set(by_value) == {garbage, encode(invalid), encode(misplaced)}
@@ -113,17 +123,17 @@ async def test_a_handler_can_reject_a_fact_permanently(
     consumer = consumer_for(f"reject-{unique}", refuse)
     async with consumer:
         await consume_until(consumer, lambda: consumer.dead_letter_count == 1)
-    [record] = await read_topic(settings.kafka_bootstrap, registry.dead_letter_topic, 1)
+    [record] = await read_topic(settings.kafka, registry.dead_letter_topic, 1)
     assert dict(record.headers)["dead_letter.reason"] == (
         b"handler rejected the fact: contribution references an unknown contributor"
     )
-    assert record.value == encode(envelope)
+    assert record.value.startswith(encode(envelope))
 
 
 async def test_a_failed_batch_is_fetched_again_not_skipped(
     registry, producer, unique, consumer_for
 ):
-    sent = example_envelopes(unique)
+    sent = [e for e in example_envelopes(unique) if e.event_type in FACT_TYPES]
     for envelope in sent:
         await producer.publish(envelope)
     seen: list[str] = []
@@ -146,7 +156,7 @@ async def test_a_failed_batch_is_fetched_again_not_skipped(
 async def test_a_database_outage_is_waited_out_not_counted_as_a_failure(
     registry, producer, unique, consumer_for
 ):
-    sent = example_envelopes(unique)
+    sent = [e for e in example_envelopes(unique) if e.event_type in FACT_TYPES]
     for envelope in sent:
         await producer.publish(envelope)
     seen: list[str] = []
@@ -164,3 +174,42 @@ async def test_a_database_outage_is_waited_out_not_counted_as_a_failure(
         await consume_until(consumer, lambda: len(set(seen)) == len(sent), timeout_s=60)
     assert set(seen) == {envelope.event_id for envelope in sent}
     assert consumer.dead_letter_count == 0
+
+
+async def test_a_fact_not_signed_by_its_owner_is_dead_lettered_with_the_reason(
+    settings, registry, producer, signers, unique, consumer_for
+):
+    """Unsigned, signed by an unknown key, by the wrong party, or altered after signing:
+    each is dead-lettered before any handler sees it; a genuine fact behind them is not."""
+    examples = {e.event_type: e for e in example_envelopes(unique)}
+    payout = examples["payout.issued"]
+    topic = registry.fact_topic("payout.issued")
+    genuine = signers.parties["payout"].seal(payout)
+    altered = bytearray(genuine)
+    altered[genuine.index(b"2026-11")] = ord("3")  # the period, inside the signed body
+    forged = {
+        "unsigned": encode(payout),
+        "unknown key": Signer.generate().seal(payout),
+        "wrong party": signers.parties["ledger"].seal(payout),
+        "altered": bytes(altered),
+    }
+    for value in forged.values():
+        await producer.publish_raw(topic, payout.key.encode(), value, [])
+    good = examples["allocation.made"]
+    await producer.publish(good)
+
+    handled = []
+
+    async def collect(delivery: Delivery) -> None:
+        handled.append(delivery.envelope.event_id)
+
+    consumer = consumer_for(f"forged-{unique}", collect)
+    async with consumer:
+        await consume_until(consumer, lambda: consumer.dead_letter_count == 4 and handled)
+    assert handled == [good.event_id]
+    dead = await read_topic(settings.kafka, registry.dead_letter_topic, 4)
+    reasons = {record.value: dict(record.headers)["dead_letter.reason"] for record in dead}
+    assert b"carries no signature" in reasons[forged["unsigned"]]
+    assert b"unknown key" in reasons[forged["unknown key"]]
+    assert b"may be published only by payout" in reasons[forged["wrong party"]]
+    assert b"does not verify" in reasons[forged["altered"]]

@@ -20,19 +20,18 @@ import pytest
 from google.protobuf import json_format
 
 from services.cli.export_cli import add_export_parser, run_export
+from services.cli.provision import provision_consumer
 from services.common.blobstore import BlobStore, load_public_key, write_keypair
-from services.common.bus import FactProducer
+from services.common.bus import FactProducer, PartyBus
 from services.common.config import Settings
-from services.common.db import connect
 from services.common.examples import example_payloads
 from services.common.facts import make_envelope, payload_of
-from services.common.identity import Principal, generate_api_key
+from services.common.identity import Principal
 from services.common.ids import derived_id
+from services.common.keys import KeyFeed
 from services.common.logreader import read_facts
-from services.common.migrations import load_migrations, migrate
 from services.consumer import export
 from services.consumer.client import ConsumerClient, ConsumerError
-from services.ingest.main import SQL_DIR as INGEST_SQL_DIR
 from services.ledger.merkle import merkle_root
 from tt.facts.v1 import common_pb2, consumer_pb2
 
@@ -45,6 +44,7 @@ class World:
 
     settings: Settings
     producer: FactProducer
+    keys: KeyFeed
     store: BlobStore
     public_key: bytes
     key_file: Path
@@ -53,7 +53,9 @@ class World:
     def consumer(self, name: str = "consumer") -> ConsumerClient:
         principal_id = derived_id("test.export.consumer", self.unique, name)
         return ConsumerClient(
-            self.settings, Principal(principal_id, "consumer", name), self.producer
+            self.settings,
+            Principal(principal_id, "consumer", name),
+            PartyBus(self.producer, self.keys),
         )
 
     async def export(self, client, snapshot_id, out_dir, fmt="jsonl") -> dict:
@@ -115,19 +117,20 @@ class World:
         return contribution_id
 
     async def exported_facts(self) -> list[consumer_pb2.SnapshotExported]:
-        facts = await read_facts(
-            self.settings.kafka_bootstrap, self.settings.topic_registry(), ["snapshot.exported"]
-        )
+        registry = self.settings.topic_registry()
+        async with KeyFeed.for_settings(self.settings, registry) as keys:
+            facts = await read_facts(self.settings.kafka, registry, ["snapshot.exported"], keys)
         return [payload_of(e) for e in facts]
 
 
 @pytest.fixture
-def world(settings, registry, producer, tmp_path, unique) -> World:
+def world(settings, registry, producer, keys, tmp_path, unique) -> World:
     key_file, public_file = tmp_path / "blob.key", tmp_path / "blob.pub"
     write_keypair(key_file, public_file)
     return World(
         dataclasses.replace(settings, topic_prefix=registry.prefix),
         producer,
+        keys,
         BlobStore(tmp_path / "blobs"),
         load_public_key(public_file),
         key_file,
@@ -324,31 +327,16 @@ async def test_shard_tokens_that_disagree_with_the_fact_export_nothing(world, tm
 
 
 async def test_the_cli_exports_for_the_consumer_and_refuses_a_contributor(
-    world, settings, schema, tmp_path, monkeypatch, capsys
+    world, settings, registry, tmp_path, monkeypatch, capsys
 ):
-    # The keys are looked up in ingest's principals table: this test's own copy of it,
-    # filled directly (what ingest's projection of principal.registered would write).
-    conn = await connect(settings.database_url, schema, application_name="tests")
-    try:
-        await migrate(conn, schema, load_migrations("ingest", INGEST_SQL_DIR))
-        keys = {}
-        for role in ("consumer", "contributor"):
-            key = generate_api_key()
-            keys[role] = key.key
-            await conn.execute(
-                "INSERT INTO principals VALUES ($1, $2, $3, $4, $5, now())",
-                derived_id("test.export.consumer", world.unique, role),
-                role,
-                role,
-                key.sha256,
-                key.prefix,
-            )
-    finally:
-        await conn.close()
-    monkeypatch.setenv("TT_INGEST_SCHEMA", schema)
+    # The consumer acts with its own credentials folder (Kafka user, signing key,
+    # identity), as `1tt admin add-principal --role consumer` makes it: no database.
+    principal_id = derived_id("test.export.consumer", world.unique, "consumer")
+    credentials = await provision_consumer(
+        settings, registry, principal_id, "consumer", credentials_root=tmp_path / "credentials"
+    )
     monkeypatch.setenv("TT_BLOB_ROOT", str(world.store.root))
     monkeypatch.setenv("TT_BLOB_PRIVATE_KEY_FILE", str(world.key_file))
-    monkeypatch.delenv("TT_API_KEY", raising=False)
 
     docs = world.documents("cli", 3)
     contribution = await world.contribute("cli", [docs])
@@ -360,23 +348,26 @@ async def test_the_cli_exports_for_the_consumer_and_refuses_a_contributor(
     parser = argparse.ArgumentParser()
     add_export_parser(parser.add_subparsers(dest="consumer_command"))
 
-    def args(out: Path, role: str, *more: str) -> argparse.Namespace:
+    def args(out: Path, folder: Path, *more: str) -> argparse.Namespace:
         return parser.parse_args(
             [
                 *("export", "--snapshot", snapshot["snapshot_id"], "--out", str(out)),
-                *("--api-key", keys[role], *more),
+                *("--credentials", str(folder), *more),
             ]
         )
 
-    with pytest.raises(ConsumerError, match=r"for the consumer role.*a contributor"):
-        await run_export(world.settings, args(tmp_path / "refused", "contributor"))
+    # A folder that is not a consumer's (here: the ingest service's) is refused.
+    ingest_folder = settings.party_credentials("ingest")
+    with pytest.raises(ConsumerError, match=r"no consumer credentials"):
+        await run_export(world.settings, args(tmp_path / "refused", ingest_folder))
     assert not (tmp_path / "refused").exists()
 
-    assert await run_export(world.settings, args(tmp_path / "out", "consumer", "--json")) == 0
+    folder = credentials.folder
+    assert await run_export(world.settings, args(tmp_path / "out", folder, "--json")) == 0
     summary = json.loads(capsys.readouterr().out)
     check_export(tmp_path / "out", summary, snapshot, expected_rows({contribution: docs}))
 
-    assert await run_export(world.settings, args(tmp_path / "human", "consumer")) == 0
+    assert await run_export(world.settings, args(tmp_path / "human", folder)) == 0
     printed = capsys.readouterr().out
     assert "3 documents" in printed and summary["manifest_sha256"] in printed
     assert f"snapshot.exported already on the log: export_id {summary['export_id']}" in printed

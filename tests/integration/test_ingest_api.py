@@ -419,8 +419,8 @@ def test_a_processed_fact_shows_up_as_the_contributions_report(server, stub):
     import asyncio
     from datetime import UTC, datetime
 
-    from services.common.bus import FactProducer
     from services.common.facts import make_envelope
+    from tests.integration.conftest import publish_signed
 
     me = server.principal("contributor")
     receipt = upload(stub, me, metadata_for(), b"text to process")
@@ -441,12 +441,7 @@ def test_a_processed_fact_shows_up_as_the_contributions_report(server, stub):
         report, event_id=str(uuid.uuid4()), producer="test", occurred_at=now, recorded_at=now
     )
 
-    async def publish():
-        registry = server.settings.topic_registry()
-        async with FactProducer(server.settings.kafka_bootstrap, registry, client_id="t") as p:
-            await p.publish(envelope)
-
-    asyncio.run(publish())
+    asyncio.run(publish_signed(server.settings, server.settings.topic_registry(), envelope))
 
     def state():
         return stub.GetContribution(

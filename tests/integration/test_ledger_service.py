@@ -34,7 +34,7 @@ def ledger_env(settings, registry, unique, tmp_path):
         **os.environ,
         "TT_TOPIC_PREFIX": registry.prefix,
         "TT_LEDGER_SCHEMA": schema,
-        "TT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        **settings.party_env("ledger"),
         "TT_DATABASE_URL": settings.database_url,
         "TT_TOPIC_PARTITIONS": str(registry.partitions),
         "TT_LEDGER_SESSION_TIMEOUT_MS": "6000",
@@ -112,7 +112,7 @@ def _workload(unique: str):
 
 async def _allocation_facts(settings, expected: int):
     topic = settings.topic_registry().fact_topic("allocation.made")
-    records = await read_topic(settings.kafka_bootstrap, topic, expected, timeout_s=60)
+    records = await read_topic(settings.kafka, topic, expected, timeout_s=60)
     return [decode(r.value) for r in records]
 
 
@@ -124,7 +124,7 @@ async def test_facts_in_allocations_out_parked_until_named_facts_arrive(
     process = _start(env, log_path)
     try:
         ready, detail = await wait_group_stable(
-            settings.kafka_bootstrap, f"{settings.topic_prefix}ledger", 90
+            settings.kafka, f"{settings.topic_prefix}ledger", 90
         )
         assert ready, f"{detail}\n{log_path.read_text()[-3000:]}"
         # Awkward order: revenue before the agreement, deployment and snapshot it names.

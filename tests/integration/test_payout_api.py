@@ -33,14 +33,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.common.bus import FactProducer
 from services.common.db import connect
 from services.common.facts import decode
 from services.common.identity import generate_api_key
 from services.common.ids import derived_id
 from services.payout import rules
 from tests import ledger_facts as f
-from tests.integration.conftest import read_topic
+from tests.integration.conftest import publish_signed, read_topic
 from tests.integration.ingest_server import ROOT
 from tests.integration.payout_server import PERIOD, PayoutServer, World
 from tt.facts.v1 import ledger_pb2
@@ -138,7 +137,7 @@ def cli(server: PayoutServer, *args: str, key: str | None) -> subprocess.Complet
 
 def payout_facts(server: PayoutServer, expected: int) -> list:
     topic = server.settings.topic_registry().fact_topic("payout.issued")
-    records = asyncio.run(read_topic(server.settings.kafka_bootstrap, topic, expected))
+    records = asyncio.run(read_topic(server.settings.kafka, topic, expected))
     return [(record.key.decode(), decode(record.value)) for record in records]
 
 
@@ -196,12 +195,8 @@ def publish_allocation(
         total_weight=first.total_weight,
     )
 
-    async def publish() -> None:
-        registry = server.settings.topic_registry()
-        async with FactProducer(server.settings.kafka_bootstrap, registry, client_id="tests") as p:
-            await p.publish(f.envelope(fact, fact.allocation_id))
-
-    asyncio.run(publish())
+    registry = server.settings.topic_registry()
+    asyncio.run(publish_signed(server.settings, registry, f.envelope(fact, fact.allocation_id)))
     server.wait_until(
         lambda: any(
             a["allocation_id"] == fact.allocation_id

@@ -163,7 +163,7 @@ def _start_ledger(ingest, schema: str, log_path: Path, metrics_address: str, tra
         **os.environ,
         "TT_TOPIC_PREFIX": settings.topic_prefix,
         "TT_LEDGER_SCHEMA": schema,
-        "TT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        **settings.party_env("ledger"),
         "TT_DATABASE_URL": settings.database_url,
         "TT_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "TT_LEDGER_SESSION_TIMEOUT_MS": "6000",
@@ -178,7 +178,7 @@ def _start_ledger(ingest, schema: str, log_path: Path, metrics_address: str, tra
         stderr=subprocess.STDOUT,
     )
     group = f"{settings.topic_prefix}ledger"
-    ready, detail = asyncio.run(wait_group_stable(settings.kafka_bootstrap, group, 90))
+    ready, detail = asyncio.run(wait_group_stable(settings.kafka, group, 90))
     if not ready:
         _stop(process)
         raise RuntimeError(f"the ledger did not start ({detail}): {log_path.read_text()[-3000:]}")

@@ -17,11 +17,13 @@ import time
 
 import asyncpg
 
+from services.cli.provision import owner_signers
 from services.common.bus import FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import connect, create_pool
 from services.common.facts import BY_EVENT_TYPE, Envelope
 from services.common.inbox import Inbox
+from services.common.keys import KeyFeed
 from services.common.outbox import OutboxRelay
 from services.common.topics import TopicRegistry
 
@@ -44,17 +46,19 @@ async def consume(settings: Settings, args: argparse.Namespace) -> dict:
     pool = await create_pool(settings.database_url, args.schema, application_name="worker")
     await pool.execute(EFFECTS_TABLE)
     inbox = Inbox(pool, args.group, count_effect)
-    async with FactProducer(settings.kafka_bootstrap, registry, client_id="worker") as producer:
+    keys = KeyFeed.for_settings(settings, registry)
+    async with FactProducer(settings.kafka, registry, client_id="worker") as producer:
         consumer = FactConsumer(
-            bootstrap=settings.kafka_bootstrap,
+            kafka=settings.kafka,
             registry=registry,
             group_id=args.group,
-            event_types=BY_EVENT_TYPE,
+            event_types=[t for t in BY_EVENT_TYPE if t != "key.registered"],
             handler=inbox,
             dead_letters=producer,
+            keys=keys,
             session_timeout_ms=6000,
         )
-        async with consumer:
+        async with keys, consumer:
             deadline = time.monotonic() + args.timeout_s
             idle_since = None
             while time.monotonic() < deadline:
@@ -73,7 +77,10 @@ async def consume(settings: Settings, args: argparse.Namespace) -> dict:
 
 async def relay(settings: Settings, args: argparse.Namespace) -> dict:
     registry = TopicRegistry(prefix=args.prefix)
-    async with FactProducer(settings.kafka_bootstrap, registry, client_id="relay") as producer:
+    signers = await owner_signers(settings, registry)
+    async with FactProducer(
+        settings.kafka, registry, client_id="relay", signer=signers
+    ) as producer:
         outbox_relay = OutboxRelay(
             settings.database_url,
             args.schema,
