@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--address", default=None)
     check.add_argument("--wait-s", type=float, default=0.0)
+    rotate = admin.add_parser(
+        "rotate-key", help="give a service or consumer a new signing key; retire the old one"
+    )
+    rotate.add_argument("--party", required=True, help="e.g. ledger, or consumer-<principal id>")
+    rotate.add_argument(
+        "--grace-s",
+        type=float,
+        default=600.0,
+        help="how long the old key stays valid (restart the party within it)",
+    )
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
     add.add_argument(
         "--role", required=True, choices=["contributor", "consumer", "auditor", "operator"]
@@ -273,6 +283,21 @@ async def _admin(settings: Settings, args) -> int:
         serving, detail = await admin.wait_serving(address, args.wait_s)
         print(f"{args.service} at {address}: {detail}")
         return 0 if serving else 1
+    if args.admin_command == "rotate-key":
+        from datetime import timedelta
+
+        from services.cli.provision import rotate_key
+
+        done = await rotate_key(
+            settings, settings.topic_registry(), args.party, timedelta(seconds=args.grace_s)
+        )
+        print(
+            f"{done.party}: new signing key {done.new_key_id} registered and stored; the old "
+            f"key {done.old_key_id} stops verifying facts appended after "
+            f"{done.old_valid_until.isoformat(timespec='seconds')}: restart {done.party} "
+            "before then"
+        )
+        return 0
     if args.admin_command == "init-secrets":
         created = admin.init_secrets(run_dir)
         print(f"secrets: {len(created)} created" + "".join(f"\n  {p}" for p in created))

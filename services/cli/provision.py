@@ -324,3 +324,41 @@ async def remove(settings: Settings, registry: TopicRegistry) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    party: str
+    old_key_id: str
+    new_key_id: str
+    old_valid_until: datetime
+
+
+async def rotate_key(
+    settings: Settings, registry: TopicRegistry, party: str, grace: timedelta
+) -> Rotation:
+    """Give `party` a new signing key: register it, store it in the party's folder (the
+    old one is kept beside it, named after its key id), and retire the old key `grace`
+    from now. The party must restart within `grace` to sign with the new key; facts the
+    broker appended before the old key's end still verify."""
+    if party not in SERVICES and not party.startswith(CONSUMER_USER_PREFIX):
+        raise ValueError(f"only a service's or a consumer's key rotates here, not {party!r}")
+    admin = ensure_anchor(settings)
+    folder = settings.for_party(party)
+    old = Signer.from_file(folder.signing_key_file)
+    new = Signer.generate()
+    principal_id, kind = "", party
+    if party.startswith(CONSUMER_USER_PREFIX):
+        kind, principal_id = "consumer", party.removeprefix(CONSUMER_USER_PREFIX)
+    await register_keys(settings, registry, admin, [(kind, new, principal_id)])
+    old.write(folder.signing_key_file.with_name(f"signing.{old.key_id.split(':')[1]}.key"))
+    new.write(folder.signing_key_file)
+    until = datetime.now(UTC) + grace
+    retirement = key_registration(
+        admin, kind, old, principal_id, valid_from=datetime.now(UTC) - _VALID_FROM_MARGIN
+    )
+    retirement.key_registered.valid_until.CopyFrom(timestamp(until))
+    retirement.event_id = derived_id("key.registered", old.key_id, "retired", until.isoformat())
+    async with FactProducer(settings.kafka, registry, client_id="1tt-admin", signer=admin) as out:
+        await out.publish(retirement)
+    return Rotation(party, old.key_id, new.key_id, until)

@@ -13,6 +13,7 @@ silently dropped. Effects are made exactly-once by the handler
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -117,19 +118,18 @@ class FactProducer:
         """Sign facts together (one signature for the batch) and queue them in order."""
         if self.signer is None:
             raise RuntimeError("this producer has no signing key, so it cannot publish facts")
-        futures = []
-        for envelope, value in zip(envelopes, self.signer.seal_batch(envelopes), strict=True):
-            topic = self.registry.fact_topic(envelope.event_type)
-            with publishing(envelope, topic):
-                futures.append(
-                    await self._producer.send(
-                        topic,
-                        key=envelope.key.encode(),
-                        value=value,
-                        headers=fact_headers(envelope),
-                    )
+        topics = [self.registry.fact_topic(envelope.event_type) for envelope in envelopes]
+        with contextlib.ExitStack() as spans:
+            # Each fact's span gives it its trace context before the batch is signed.
+            for envelope, topic in zip(envelopes, topics, strict=True):
+                spans.enter_context(publishing(envelope, topic))
+            values = self.signer.seal_batch(envelopes)
+            return [
+                await self._producer.send(
+                    topic, key=envelope.key.encode(), value=value, headers=fact_headers(envelope)
                 )
-        return futures
+                for envelope, topic, value in zip(envelopes, topics, values, strict=True)
+            ]
 
     async def publish_raw(
         self,

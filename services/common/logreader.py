@@ -31,6 +31,8 @@ class LogRecord:
     partition: int
     offset: int
     signer: KeyEntry | None = None
+    # The record's value as the broker holds it (the signed bytes and the signature).
+    value: bytes = b""
 
 
 @dataclass

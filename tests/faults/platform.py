@@ -609,6 +609,7 @@ async def read_dead_letters(settings: Settings) -> list[dict[str, str]]:
                             "source_topic": headers.get("dead_letter.source_topic", ""),
                             "consumer_group": headers.get("dead_letter.consumer_group", ""),
                             "event_id": headers.get("event_id", ""),
+                            "value": record.value,
                         }
                     )
                     if record.offset + 1 >= ends[tp]:

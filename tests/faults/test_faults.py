@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from services.audit.audit import AuditReport, run_audit
+from services.cli.provision import owner_signers
 from services.common.config import Settings
-from services.common.facts import payload_of
+from services.common.facts import BY_EVENT_TYPE, payload_of
 from tests.faults.platform import (
     SERVICES,
     Platform,
@@ -49,6 +51,7 @@ from tests.faults.platform import (
     read_dead_letters,
 )
 from tests.faults.workload import Step, Workload, WorkloadRun, build_workload
+from tests.security.hostile import hostile_facts
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -133,6 +136,8 @@ def plan_faults(seed: int, step_count: int) -> FaultPlan:
               rng.randint(4, 10))
     )  # fmt: skip
     faults.append(Fault("duplicates", "log", step_count, 0.0, rng.randint(4, 10)))
+    # Forged facts of every type (tests/security/hostile.py), while the workload runs.
+    faults.append(Fault("hostile", "log", rng.randint(step_count // 2, step_count - 1), 0.3))
     failpoints: dict[str, list[str]] = {}
     for service, candidates in FAILPOINTS.items():
         chosen = rng.sample(candidates, rng.randint(1, 2 if service == "ledger" else 1))
@@ -151,9 +156,11 @@ class Injected:
     pg_restarts: int = 0
     duplicate_batches: int = 0
     duplicated_facts: int = 0
+    hostile_facts: int = 0
     awkward_order: int = 0
     failpoints_fired: int = 0
     restart_seconds: list[float] = field(default_factory=list)
+    hostile_values: set[bytes] = field(default_factory=set)
 
     @property
     def total(self) -> int:
@@ -163,6 +170,7 @@ class Injected:
             + self.kafka_restarts
             + self.pg_restarts
             + self.duplicate_batches
+            + self.hostile_facts
             + self.awkward_order
         )
 
@@ -171,7 +179,8 @@ class Injected:
             f"kills={self.kills} failpoints={self.failpoints_fired} "
             f"kafka_restarts={self.kafka_restarts} pg_restarts={self.pg_restarts} "
             f"duplicate_batches={self.duplicate_batches} "
-            f"duplicated_facts={self.duplicated_facts} awkward_order={self.awkward_order}"
+            f"duplicated_facts={self.duplicated_facts} hostile_facts={self.hostile_facts} "
+            f"awkward_order={self.awkward_order}"
         )
 
 
@@ -205,6 +214,8 @@ class Injector:
             self.injected.pg_restarts += 1
         elif fault.kind == "duplicates":
             await self.duplicate(fault.count)
+        elif fault.kind == "hostile":
+            await self.hostile()
         else:
             raise AssertionError(f"unknown fault {fault}")
 
@@ -216,6 +227,29 @@ class Injector:
         await self.run.publish(chosen)
         self.injected.duplicate_batches += 1
         self.injected.duplicated_facts += len(chosen)
+
+    async def hostile(self) -> None:
+        """Publish forged facts of every type the log holds so far, as an attacker who can
+        write to every fact topic: none may be trusted, so the money must not change."""
+        settings = self.platform.settings
+        registry = settings.topic_registry()
+        facts = await self.run.log_records(*BY_EVENT_TYPE)
+        genuine = {t: records[0] for t, records in facts.items() if records}
+        signers = await owner_signers(settings, registry, consumer_ids=["consumer"])
+        stolen = {p: signers.parties[p] for p in SERVICES} | {
+            "consumer": signers.consumers["consumer"]
+        }
+        attacker = self.run.workload.principals[self.run.workload.contributors[-1]].principal_id
+        attacks = hostile_facts(genuine, registry, stolen, attacker)
+
+        async def send():
+            async with AIOKafkaProducer(**settings.kafka.client_options()) as producer:
+                for attack in attacks:
+                    await producer.send_and_wait(attack.topic, attack.value, key=attack.key)
+
+        await self.run.retry(send, f"publishing {len(attacks)} forged facts")
+        self.injected.hostile_facts += len(attacks)
+        self.injected.hostile_values |= {attack.value for attack in attacks}
 
 
 @dataclass
@@ -415,6 +449,20 @@ async def test_faults_change_no_money(fault_seed: int, tmp_path: Path, fault_res
         f"{where}: the outbox relay crash never happened; exits: {faulty.exits}"
     )
     assert injected.kafka_restarts == 1 and injected.pg_restarts == 1, where
+
+    # The forged facts were all refused: dead-lettered or (on topics only tools read)
+    # untrusted by the audit; none counted.
+    assert injected.hostile_facts > 0, f"{where}: no forged facts were published"
+    assert faulty.audit.untrusted_records == injected.hostile_facts, (
+        f"{where}: the audit distrusts {faulty.audit.untrusted_records} records, "
+        f"{injected.hostile_facts} were forged"
+    )
+    refused = {letter["value"] for letter in faulty.dead_letters}
+    read_by_services = [v for v in injected.hostile_values if v in refused]
+    assert read_by_services, f"{where}: no forged fact was dead-lettered"
+    for letter in faulty.dead_letters:
+        if letter["value"] in injected.hostile_values:
+            assert "not trusted" in letter["reason"], letter["reason"]
 
     # The faulty run recovered to a matching audit.
     assert faulty.audit.matched, f"{where}: audit after faults: {faulty.audit.mismatches}"

@@ -681,6 +681,19 @@ class WorkloadRun:
 
         return await self.retry(read, f"reading {', '.join(event_types)}")
 
+    async def log_records(self, *event_types: str) -> dict[str, list]:
+        """Every trusted record of `event_types` on this platform's log: (envelope, value)."""
+
+        async def read():
+            found: dict[str, list] = {t: [] for t in event_types}
+            registry = self.settings.topic_registry()
+            async with KeyFeed.for_settings(self.settings, registry) as keys:
+                async for record in read_log(self.settings.kafka, registry, event_types, keys):
+                    found[record.envelope.event_type].append((record.envelope, record.value))
+            return found
+
+        return await self.retry(read, f"reading {', '.join(event_types)}")
+
     async def accepted_tokens(self) -> dict[int, int]:
         """Upload index -> tokens accepted (the last processed fact of each)."""
         facts = (await self.log_facts("contribution.processed"))["contribution.processed"]

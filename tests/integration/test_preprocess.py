@@ -154,15 +154,16 @@ def test_duplicates_within_one_upload_keep_the_first_copy(platform, documents):
 def test_copies_of_the_consumers_reference_corpus_earn_nothing(platform, documents, tmp_path):
     import asyncio
 
-    from services.cli.reference import register_reference
+    from services.cli.ledger_cli import consumer_settings
+    from services.cli.reference import reference
 
     ingest = platform
     reference_text = " ".join(reversed(documents[2].split()))  # text nobody contributed
     reference_file = tmp_path / "reference.jsonl"
     reference_file.write_text(json.dumps({"text": reference_text}) + "\n")
-    registered = asyncio.run(
-        register_reference(ingest.settings, [str(reference_file)], ingest.run_dir)
-    )
+    # The consumer publishes a reference.registered fact with its own credentials.
+    consumer = consumer_settings(ingest.settings, ingest.principal("consumer")["credentials"])
+    registered = asyncio.run(reference(consumer, [str(reference_file)], ingest.run_dir))
     assert registered["documents"] == 1
 
     who = ingest.principal()
@@ -190,31 +191,27 @@ def test_only_the_consumer_may_register_a_reference_corpus(platform, tmp_path):
     corpus.write_text("A reference document of the consumer's own. " * 20)
     env = {
         **os.environ,
+        **ingest.settings.party_env("admin"),
         "TT_TOPIC_PREFIX": ingest.settings.topic_prefix,
-        "TT_INGEST_SCHEMA": ingest.schema,
         "TT_RUN_DIR": str(ingest.run_dir),
     }
 
-    def reference(key: str) -> subprocess.CompletedProcess:
+    def reference(credentials: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "services.cli.main",
-                "consumer",
-                "reference",
-                str(corpus),
-                "--json",
+                *(sys.executable, "-m", "services.cli.main", "consumer", "reference"),
+                *(str(corpus), "--json", "--credentials", credentials),
             ],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**env, "TT_API_KEY": key},
+            env=env,
             timeout=60,
         )
 
-    refused = reference(ingest.principal("contributor")["api_key"])
-    assert refused.returncode == 1 and "for the consumer role" in refused.stderr
-    accepted = reference(ingest.principal("consumer")["api_key"])
+    # A contributor has no consumer credentials; a service's folder is not a consumer's.
+    refused = reference(str(ingest.settings.party_credentials("ingest")))
+    assert refused.returncode == 1 and "no consumer credentials" in refused.stderr
+    accepted = reference(ingest.principal("consumer")["credentials"])
     assert accepted.returncode == 0, accepted.stderr
     assert json.loads(accepted.stdout)["documents"] == 1
