@@ -141,12 +141,27 @@ async def register_keys(
     return [f"{party}:{signer.key_id}" for party, signer, _ in missing]
 
 
+async def registered_consumers(settings: Settings, registry: TopicRegistry) -> set[str]:
+    """The consumer principals registered (by trusted facts) on this registry's log."""
+    from services.common.logreader import read_log
+
+    consumers = set()
+    async with KeyFeed.for_settings(settings, registry) as keys:
+        async for record in read_log(settings.kafka, registry, ["principal.registered"], keys):
+            fact = record.envelope.principal_registered
+            if fact.role == identity_pb2.ROLE_CONSUMER:
+                consumers.add(fact.principal_id)
+    return consumers
+
+
 async def prepare(
     settings: Settings, registry: TopicRegistry | None = None, *, every_consumer: bool = True
 ) -> Prepared:
     """Topics, users, ACLs and keys for every party of the stack, under `registry`. With
-    `every_consumer`, every consumer's Kafka user gets its rules on this registry too (the
-    stack's own prefix; a test's prefix has its own consumers)."""
+    `every_consumer`, the Kafka user of every consumer registered on this registry's log
+    gets the consumer's rules again (the table may have changed), and any other consumer
+    user loses whatever it holds here (the stack's own prefix; a test's prefix only has
+    its own consumers, provisioned with it)."""
     registry = registry or settings.topic_registry()
     result = Prepared()
     result.topics_created = await ensure_topics_on_broker(settings.kafka, registry.specs())
@@ -155,18 +170,25 @@ async def prepare(
         for party in STACK_PARTIES
     }
     scope = registry_resources(registry)
+    consumers = await registered_consumers(settings, registry) if every_consumer else set()
 
     def apply(users: kafka_users.KafkaUsers) -> None:
         existing = users.users()
+        rules = users.all_acls()
         for party, (password, created) in passwords.items():
             if created or party not in existing:
                 users.upsert_user(party, password)
-            added, removed = users.sync_acls(party, registry.acl_entries(party), scope)
+            have = rules.get(kafka_users.principal(party), set())
+            added, removed = users.sync_acls(party, registry.acl_entries(party), scope, have)
             result.acls_added += added
             result.acls_removed += removed
-        consumers = [u for u in existing if u.startswith(CONSUMER_USER_PREFIX)]
-        for user in consumers if every_consumer else ():
-            added, removed = users.sync_acls(user, registry.acl_entries("consumer"), scope)
+        for user in existing if every_consumer else ():
+            if not user.startswith(CONSUMER_USER_PREFIX):
+                continue
+            registered = user.removeprefix(CONSUMER_USER_PREFIX) in consumers
+            wanted = registry.acl_entries("consumer") if registered else []
+            have = rules.get(kafka_users.principal(user), set())
+            added, removed = users.sync_acls(user, wanted, scope, have)
             result.acls_added += added
             result.acls_removed += removed
 

@@ -56,6 +56,11 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
+def untrusted_reason(envelope: Envelope, error: SignatureError) -> str:
+    """The dead-letter reason for a fact whose signature proves nothing."""
+    return f"{envelope.event_type} {envelope.event_id} is not trusted: {error}"
+
+
 def fact_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
     headers = [
         ("event_type", envelope.event_type.encode()),
@@ -285,9 +290,7 @@ class FactConsumer:
             return
         except SignatureError as error:
             metrics.FORGED_FACTS.labels(self.service, envelope.event_type).inc()
-            await self.dead_letter(
-                record, f"{envelope.event_type} {envelope.event_id} is not trusted: {error}"
-            )
+            await self.dead_letter(record, untrusted_reason(envelope, error))
             return
         delivery = Delivery(envelope, record.topic, record.partition, record.offset, signer)
         with consuming(envelope, record.topic, self.group_id):

@@ -95,14 +95,18 @@ class KafkaUsers:
             raise KafkaAdminError(f"cannot list users: {error.args[0].str()}") from None
         return sorted(described)
 
-    def acls(self, username: str) -> set[AclEntry]:
+    def acls(self, username: str | None = None) -> set[AclEntry]:
         """The allow rules the broker holds for `username`."""
+        return self.all_acls(username).get(principal(username), set())
+
+    def all_acls(self, username: str | None = None) -> dict[str, set[AclEntry]]:
+        """The allow rules the broker holds, by principal (of `username` only, if given)."""
         found = self._admin.describe_acls(
             AclBindingFilter(
                 ResourceType.ANY,
                 None,
                 ResourcePatternType.ANY,
-                principal(username),
+                principal(username) if username else None,
                 None,
                 AclOperation.ANY,
                 AclPermissionType.ANY,
@@ -113,16 +117,25 @@ class KafkaUsers:
             bindings = found.result(timeout=_TIMEOUT_S)
         except KafkaException as error:
             raise KafkaAdminError(f"cannot read ACLs: {error.args[0].str()}") from None
-        return {_entry(b) for b in bindings if b.permission_type == AclPermissionType.ALLOW}
+        rules: dict[str, set[AclEntry]] = {}
+        for binding in bindings:
+            if binding.permission_type == AclPermissionType.ALLOW:
+                rules.setdefault(binding.principal, set()).add(_entry(binding))
+        return rules
 
     def sync_acls(
-        self, username: str, wanted: Iterable[AclEntry], scope: Iterable[str] = ()
+        self,
+        username: str,
+        wanted: Iterable[AclEntry],
+        scope: Iterable[str] = (),
+        have: set[AclEntry] | None = None,
     ) -> tuple[int, int]:
         """Grant every wanted rule; revoke the user's rules on resources named in `scope`
         (this registry's topics and groups) that the table no longer grants. Rules on
-        other resources (another prefix's) are left alone. Returns (added, removed)."""
+        other resources (another prefix's) are left alone. `have`: the user's rules, if
+        already read. Returns (added, removed)."""
         wanted = set(wanted)
-        have = self.acls(username)
+        have = self.acls(username) if have is None else have
         scope = set(scope) | {entry.name for entry in wanted}
         stale = [entry for entry in have - wanted if entry.name in scope]
         missing = [entry for entry in wanted - have]

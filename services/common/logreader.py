@@ -100,7 +100,14 @@ async def read_log(
                         )
                         continue
                     stats.by_signer[(signer.speaker, envelope.event_type)] += 1
-                    yield LogRecord(envelope, record.topic, record.partition, record.offset, signer)
+                    yield LogRecord(
+                        envelope,
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        signer,
+                        record.value,
+                    )
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)

@@ -45,7 +45,7 @@ class FactAccess:
     principal_field: str = ""
 
 
-_CONSUMER_FACT = ("ledger", "payout", "consumer", "auditor")
+_CONSUMER_FACT = ("ledger", "consumer", "auditor")
 # THE ACL TABLE. Every fact type is writable only by its owner; a fact signed by another
 # party is dead-lettered by every reader (services.common.signing). Readers are the
 # parties whose services or tools subscribe to the topic. "admin" is the operator's
@@ -58,7 +58,9 @@ FACT_ACCESS: dict[str, FactAccess] = {
     "contribution.withdrawn": FactAccess(
         "ingest", ("ingest", "ledger", "payout", "consumer", "auditor")
     ),
-    "agreement.published": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
+    "agreement.published": FactAccess(
+        "consumer", ("ledger", "payout", "consumer", "auditor"), "consumer_id"
+    ),
     "snapshot.created": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
     "service.deployed": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
     "revenue.recorded": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),

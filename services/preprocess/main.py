@@ -36,7 +36,7 @@ from opentelemetry import trace
 
 from services.common import metrics
 from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
-from services.common.bus import fact_headers, signer_for
+from services.common.bus import fact_headers, signer_for, untrusted_reason
 from services.common.config import ConfigError, Settings
 from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.failpoints import failpoint
@@ -188,10 +188,12 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
                 round(event.message.timestamp * 1000),
                 event.message.timestamp_type,
             )
-        except (FactDecodeError, FactValidationError, SignatureError) as error:
-            if isinstance(error, SignatureError):
-                metrics.FORGED_FACTS.labels(SERVICE, envelope.event_type).inc()
+        except (FactDecodeError, FactValidationError) as error:
             await dead_letter(event, str(error))
+            return None
+        except SignatureError as error:
+            metrics.FORGED_FACTS.labels(SERVICE, envelope.event_type).inc()
+            await dead_letter(event, untrusted_reason(envelope, error))
             return None
         return envelope
 

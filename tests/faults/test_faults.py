@@ -453,8 +453,9 @@ async def test_faults_change_no_money(fault_seed: int, tmp_path: Path, fault_res
     # The forged facts were all refused: dead-lettered or (on topics only tools read)
     # untrusted by the audit; none counted.
     assert injected.hostile_facts > 0, f"{where}: no forged facts were published"
-    assert faulty.audit.untrusted_records == injected.hostile_facts, (
-        f"{where}: the audit distrusts {faulty.audit.untrusted_records} records, "
+    refused_by_audit = faulty.audit.untrusted_records + faulty.audit.invalid_records
+    assert refused_by_audit == injected.hostile_facts, (
+        f"{where}: the audit refuses {refused_by_audit} records, "
         f"{injected.hostile_facts} were forged"
     )
     refused = {letter["value"] for letter in faulty.dead_letters}
