@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from services.common.topics import TopicRegistry
 
@@ -14,6 +15,9 @@ _PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9._-]*$")
 _PARTY_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 # A process that does not say which party it acts for is the operator's tooling.
 DEFAULT_PARTY = "admin"
+# A party's PostgreSQL password, in libpq's passfile format (host:port:database:role:password),
+# in its credentials folder (docs/postgres-roles.md).
+POSTGRES_PASSFILE = "postgres.pgpass"
 
 
 class ConfigError(ValueError):
@@ -33,12 +37,41 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
+def postgres_role(party: str) -> str:
+    """The PostgreSQL role a party logs in as: tt_<party>, '-' written as '_'."""
+    return "tt_" + party.replace("-", "_")
+
+
+def database_url_for(url: str, party: str, credentials_dir: Path) -> str:
+    """The URL `party` connects with. TT_DATABASE_URL says where the database is; without a
+    user in it, the party logs in as its own role with the password from its libpq passfile
+    (credentials_dir/<party>/postgres.pgpass, named by libpq's `passfile` parameter, so no
+    secret is ever part of the URL). A URL that names a user is used as it is: the
+    Kubernetes manifests and the tests choose the role themselves."""
+    parts = urlsplit(url)
+    if parts.username:
+        return url
+    passfile = (credentials_dir / party / POSTGRES_PASSFILE).absolute()
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "passfile"]
+    query.append(("passfile", str(passfile)))
+    return urlunsplit(
+        (
+            parts.scheme,
+            f"{quote(postgres_role(party), safe='')}@{parts.netloc}",
+            parts.path,
+            urlencode(query, safe="/"),
+            parts.fragment,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the platform's infrastructure is, and how its topics are laid out."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://tt@127.0.0.1:55432/tt"
+    # Where PostgreSQL is; from_env adds the party's role and passfile (database_url_for).
+    database_url: str = "postgresql://127.0.0.1:55432/tt"
     # Prepended to every topic name; lets tests and parallel environments share one broker.
     topic_prefix: str = ""
     topic_partitions: int = 3
@@ -53,12 +86,16 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, party: str | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        party: str | None = None,
+        default_party: str = DEFAULT_PARTY,
     ) -> Settings:
         """Read TT_* variables, falling back to the local-stack defaults. `party` (else
-        TT_PARTY, else "admin") names whose credentials this process uses."""
+        TT_PARTY, else `default_party`) names whose credentials this process uses."""
         env = os.environ if env is None else env
-        party = party or env.get("TT_PARTY") or DEFAULT_PARTY
+        party = party or env.get("TT_PARTY") or default_party
         if not _PARTY_PATTERN.match(party):
             raise ConfigError(
                 "the party (TT_PARTY) must be lower-case letters, digits and '-', "
@@ -81,16 +118,19 @@ class Settings:
                 f"TT_TOPIC_MIN_INSYNC_REPLICAS ({min_isr}) cannot exceed "
                 f"TT_TOPIC_REPLICATION_FACTOR ({replication})"
             )
+        credentials_dir = Path(env.get("TT_CREDENTIALS_DIR") or run_dir / "credentials")
         return cls(
             kafka_bootstrap=env.get("TT_KAFKA_BOOTSTRAP") or cls.kafka_bootstrap,
-            database_url=env.get("TT_DATABASE_URL") or cls.database_url,
+            database_url=database_url_for(
+                env.get("TT_DATABASE_URL") or cls.database_url, party, credentials_dir
+            ),
             topic_prefix=prefix,
             topic_partitions=_int(env, "TT_TOPIC_PARTITIONS", 3, 1),
             topic_replication_factor=replication,
             topic_min_insync_replicas=min_isr,
             otel_exporter=exporter,
             party=party,
-            credentials_dir=Path(env.get("TT_CREDENTIALS_DIR") or run_dir / "credentials"),
+            credentials_dir=credentials_dir,
         )
 
     def party_credentials(self, party: str | None = None) -> Path:
