@@ -185,7 +185,8 @@ async def bench_end_to_end(settings: Settings, count: int) -> dict:
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    # The bench makes schemas of its own, which only the tests' role may (tests/conftest.py).
+    settings = Settings.from_env(party="tests")
     core = bench_core(int(os.environ.get("TT_BENCH_LEDGER_CONTRIBUTIONS", "1000000")))
     print(json.dumps(core))
     release = asyncio.run(
