@@ -20,9 +20,12 @@ from services.common.pgroles import (
     read_passfile,
     readers_of,
     role_of,
+    role_table,
     scram_verifier,
     write_passfile,
 )
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "postgres-roles.md"
 
 
 def test_scram_verifier_is_the_one_postgresql_stores():
@@ -107,3 +110,9 @@ def test_passfiles_are_private_and_keyed_by_address_and_role(tmp_path: Path):
     assert read_passfile(path, "tt_ledger") == "s3cret"
     assert read_passfile(path, "tt_payout") is None
     assert address.url("tt_ledger", path).startswith("postgresql://tt_ledger@127.0.0.1:57432/tt?")
+
+
+def test_the_docs_show_the_table_as_it_is():
+    text = DOC.read_text()
+    shown = text.split("<!-- pgroles table -->\n")[1].split("<!-- end pgroles table -->")[0]
+    assert shown.strip() == role_table(), "paste `python -m services.common.pgroles table`"
