@@ -85,6 +85,12 @@ def test_a_party_connects_as_its_role_with_its_passfile_and_no_secret_in_the_url
     assert parts.username == "tt_ledger" and parts.password is None
     assert (parts.hostname, parts.port, parts.path) == ("127.0.0.1", 55432, "/tt")
     assert parse_qs(parts.query)["passfile"] == [str(tmp_path / "ledger" / "postgres.pgpass")]
+    # Other parameters stay (the manifests ask for TLS).
+    tls = database_url_for(
+        "postgresql://onett-pg-rw:5432/onett?sslmode=require", "ingest", tmp_path
+    )
+    assert parse_qs(urlsplit(tls).query)["sslmode"] == ["require"]
+    assert urlsplit(tls).username == "tt_ingest"
     # A URL that names a user is the caller's choice (the manifests', the tests').
     chosen = "postgresql://tt_tests@127.0.0.1:55432/tt?passfile=/x"
     assert database_url_for(chosen, "ledger", tmp_path) == chosen
