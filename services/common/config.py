@@ -59,7 +59,7 @@ def database_url_for(url: str, party: str, credentials_dir: Path) -> str:
             parts.scheme,
             f"{quote(postgres_role(party), safe='')}@{parts.netloc}",
             parts.path,
-            urlencode(query, safe="/"),
+            urlencode(query, safe="/", quote_via=quote),
             parts.fragment,
         )
     )

@@ -26,7 +26,7 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import asyncpg
 
@@ -186,10 +186,8 @@ class Address:
         return cls(parts.hostname or "127.0.0.1", parts.port or 5432, parts.path.lstrip("/"))
 
     def url(self, role: str, passfile: Path) -> str:
-        return (
-            f"postgresql://{role}@{self.host}:{self.port}/{self.database}"
-            f"?passfile={passfile.absolute()}"
-        )
+        query = urlencode({"passfile": str(passfile.absolute())}, safe="/", quote_via=quote)
+        return f"postgresql://{role}@{self.host}:{self.port}/{self.database}?{query}"
 
 
 def read_passfile(path: Path, role: str) -> str | None:

@@ -85,6 +85,11 @@ def test_a_party_connects_as_its_role_with_its_passfile_and_no_secret_in_the_url
     assert parts.username == "tt_ledger" and parts.password is None
     assert (parts.hostname, parts.port, parts.path) == ("127.0.0.1", 55432, "/tt")
     assert parse_qs(parts.query)["passfile"] == [str(tmp_path / "ledger" / "postgres.pgpass")]
+    # A folder with a space or '&' in its name: percent-encoded, as libpq and asyncpg read it.
+    odd = tmp_path / "a b&c"
+    spaced = urlsplit(database_url_for("postgresql://127.0.0.1:55432/tt", "ledger", odd))
+    assert "+" not in spaced.query
+    assert parse_qs(spaced.query)["passfile"] == [str(odd / "ledger" / "postgres.pgpass")]
     # Other parameters stay (the manifests ask for TLS).
     tls = database_url_for(
         "postgresql://onett-pg-rw:5432/onett?sslmode=require", "ingest", tmp_path
