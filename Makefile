@@ -23,12 +23,14 @@ export PYTHON := $(abspath $(PY))
 
 # Where the local stack listens; override any of these in the environment. The services
 # and tests read TT_KAFKA_BOOTSTRAP and TT_DATABASE_URL, derived here from the same values.
+# TT_DATABASE_URL names no user: each process logs in as its party's role, with the password
+# from its passfile under .run/credentials/<party>/ (docs/postgres-roles.md).
 export TT_KAFKA_HOST ?= 127.0.0.1
 export TT_KAFKA_PORT ?= 9092
 export TT_PG_HOST ?= 127.0.0.1
 export TT_PG_PORT ?= 55432
 export TT_KAFKA_BOOTSTRAP ?= $(TT_KAFKA_HOST):$(TT_KAFKA_PORT)
-export TT_DATABASE_URL ?= postgresql://tt@$(TT_PG_HOST):$(TT_PG_PORT)/tt
+export TT_DATABASE_URL ?= postgresql://$(TT_PG_HOST):$(TT_PG_PORT)/tt
 export TT_RUN_DIR ?= $(CURDIR)/.run
 SERVICES_SH := deploy/local/services.sh
 BROWSER_SH := deploy/local/browser.sh
@@ -77,6 +79,7 @@ lock:
 ## The local stack: Apache Kafka (KRaft) and PostgreSQL on 127.0.0.1, data under .run/.
 up: venv
 	$(STACK) up
+	$(PY) -m services.common.pgroles apply --superuser-passfile $(TT_RUN_DIR)/pg/superuser.pgpass
 	$(PY) -m services.cli.main stack prepare
 	$(PY) -m services.cli.main admin init-secrets
 	$(SERVICES_SH) start

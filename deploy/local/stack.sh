@@ -37,15 +37,23 @@
 #                                          wait_kafka.py (needs aiokafka; without it the
 #                                          Kafka readiness check falls back to port+log)
 #
-# Postgres: user `tt`, database `tt`, --auth=trust (LOCAL DEV/TEST ONLY, no password),
-# DSN postgresql://tt@$TT_PG_HOST:$TT_PG_PORT/tt. As root, initdb/pg_ctl run as the
-# `postgres` system user (they refuse to run as root). The system's default cluster
-# is never used or touched.
+# Postgres: database `tt` at postgresql://$TT_PG_HOST:$TT_PG_PORT/tt, passwords only:
+# initdb --auth=scram-sha-256, password_encryption=scram-sha-256, and a pg_hba.conf that
+# accepts SCRAM-SHA-256 over TCP from 127.0.0.1 and refuses everything else (the Unix
+# socket included). The bootstrap superuser `postgres` gets a random password, written to
+# the libpq passfile $TT_RUN_DIR/pg/superuser.pgpass (0600, deleted with the cluster by
+# `reset`, never printed); only this script and the role set-up use it. The platform's own
+# roles (one per party, none superuser), their schemas and their passfiles under
+# $TT_RUN_DIR/credentials/<party>/ are made by `python -m services.common.pgroles apply`,
+# which `make up` runs next (docs/postgres-roles.md). A cluster from before passwords (it
+# trusted every connection) is refused with a request to run `make reset`.
+# As root, initdb/pg_ctl run as the `postgres` system user (they refuse to run as root).
+# The system's default cluster is never used or touched.
 #
 # Layout under $TT_RUN_DIR:
 #   cache/kafka-<ver>/libs/   Kafka jars (+ .complete marker)    logs/   kafka.log kafka.out postgres.log ...
 #   kafka/server.properties   kafka/cluster.id  kafka/data/      pids/   kafka.pid postgres.pid <service>.pid
-#   pg/data/  pg/socket/
+#   pg/data/  pg/socket/  pg/superuser.pgpass                   credentials/<party>/postgres.pgpass
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -118,11 +126,13 @@ PG_PID_FILE="$PIDS_DIR/postgres.pid"
 PG_LOG="$LOGS_DIR/postgres.log"
 # The server writes its own log as 'postgres', so a relocated cluster keeps it beside itself.
 if [[ -n "$PG_RELOCATED" ]]; then PG_LOG="$PG_DIR/postgres.log"; fi
-PG_USER=tt
+PG_SUPERUSER=postgres
+PG_SUPERUSER_PASSFILE="$PG_DIR/superuser.pgpass"
 PG_DB=tt
 
 KAFKA_BOOTSTRAP="$TT_KAFKA_HOST:$TT_KAFKA_PORT"
-DATABASE_URL="postgresql://$PG_USER@$TT_PG_HOST:$TT_PG_PORT/$PG_DB"
+# Where the database is; each party adds its own role and passfile (services/common/config.py).
+DATABASE_URL="postgresql://$TT_PG_HOST:$TT_PG_PORT/$PG_DB"
 
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
@@ -632,10 +642,42 @@ as_pg() {
   fi
 }
 
-pg_tool() { # pg_tool NAME ARGS... - client tools as the current user
+pg_tool() { # pg_tool NAME ARGS... - client tools as the current user, as the superuser
   local tool="$1"
   shift
-  "$PG_BIN/$tool" "$@"
+  PGPASSFILE="$PG_SUPERUSER_PASSFILE" PGUSER="$PG_SUPERUSER" "$PG_BIN/$tool" -w "$@"
+}
+
+# A cluster made before the stack used passwords trusts every connection, and its
+# superuser is the role the services used: it cannot be secured in place.
+pg_refuse_trusting_cluster() {
+  [[ -f "$PG_DATA/PG_VERSION" ]] || return 0
+  local hba="$PG_DATA/pg_hba.conf"
+  if grep -Eq '^[[:space:]]*[^#[:space:]].*[[:space:]]trust([[:space:]]|$)' "$hba" 2>/dev/null ||
+    [[ ! -s "$PG_SUPERUSER_PASSFILE" ]]; then
+    die "postgres: $PG_DATA was created before the local stack used passwords (it trusts connections without one, or has no $PG_SUPERUSER_PASSFILE). It cannot be secured in place: run 'make reset' (or '$0 reset'; it deletes the local Kafka and PostgreSQL data), then 'make up'."
+  fi
+}
+
+# A random password in URL-safe base64 (no ':' or backslash, so no passfile escaping).
+pg_new_password() {
+  head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='
+}
+
+# pg_hba.conf: SCRAM-SHA-256 over TCP from 127.0.0.1, nothing else.
+pg_write_hba() {
+  local tmp="$PG_DATA/pg_hba.conf.tmp.$$"
+  cat >"$tmp" <<'HBA'
+# Written by deploy/local/stack.sh. Every connection proves a password with SCRAM-SHA-256,
+# over TCP from 127.0.0.1; the Unix socket and every other address are refused.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 reject
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   all           reject
+HBA
+  chmod 600 "$tmp"
+  if is_root; then chown postgres:postgres "$tmp"; fi
+  mv "$tmp" "$PG_DATA/pg_hba.conf"
 }
 
 # The postgres user must be able to reach $PG_DIR: every parent needs search
@@ -712,17 +754,27 @@ pg_init() {
   chmod 700 "$PG_DATA"
   if is_root; then chown -R postgres:postgres "$PG_DIR"; fi
   pg_check_traversal
-  log "postgres: initdb $PG_DATA (user $PG_USER, auth=trust: local dev/test only)"
-  local init_log="$LOGS_DIR/postgres-initdb.log"
-  if ! as_pg "$PG_BIN/initdb" -D "$PG_DATA" --auth=trust --username="$PG_USER" \
-    --encoding=UTF8 --locale=C >"$init_log" 2>&1 </dev/null; then
+  log "postgres: initdb $PG_DATA (superuser $PG_SUPERUSER, auth=scram-sha-256, password in $PG_SUPERUSER_PASSFILE)"
+  local init_log="$LOGS_DIR/postgres-initdb.log" password pwfile="$PG_DIR/.initdb-password"
+  password="$(pg_new_password)"
+  # initdb reads the password from a file; the server runs as 'postgres' when we are root.
+  (umask 077 && printf '%s\n' "$password" >"$pwfile")
+  if is_root; then chown postgres:postgres "$pwfile"; fi
+  if ! as_pg "$PG_BIN/initdb" -D "$PG_DATA" --auth=scram-sha-256 --pwfile="$pwfile" \
+    --username="$PG_SUPERUSER" --encoding=UTF8 --locale=C >"$init_log" 2>&1 </dev/null; then
+    rm -f "$pwfile"
     show_logs "$init_log"
     die "initdb failed (see $init_log)"
   fi
+  rm -f "$pwfile"
+  (umask 077 && printf '*:*:*:%s:%s\n' "$PG_SUPERUSER" "$password" >"$PG_SUPERUSER_PASSFILE")
+  chmod 600 "$PG_SUPERUSER_PASSFILE"
+  pg_write_hba
 }
 
 pg_start() {
   ensure_pg_bin
+  pg_refuse_trusting_cluster
   if pg_running; then
     pg_pid >"$PG_PID_FILE"
     log "postgres: already running (pid $(pg_pid)) on $TT_PG_HOST:$TT_PG_PORT"
@@ -738,7 +790,7 @@ pg_start() {
   t0="$(now)"
   # pg_ctl -w waits until the server accepts connections.
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$TT_STACK_TIMEOUT" \
-    -o "-p $TT_PG_PORT -k $sock -c listen_addresses=$TT_PG_HOST -c fsync=on -c max_connections=200" \
+    -o "-p $TT_PG_PORT -k $sock -c listen_addresses=$TT_PG_HOST -c fsync=on -c max_connections=200 -c password_encryption=scram-sha-256" \
     start >"$LOGS_DIR/pg_ctl.out" 2>&1 </dev/null 9>&-; then
     show_logs "$LOGS_DIR/pg_ctl.out" "$PG_LOG"
     die "postgres: pg_ctl start failed or timed out after ${TT_STACK_TIMEOUT}s (logs above)"
@@ -752,7 +804,7 @@ pg_wait() {
   local t0 deadline
   t0="$(now)"
   deadline=$((SECONDS + TT_STACK_TIMEOUT))
-  until pg_tool pg_isready -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d postgres -U "$PG_USER"; do
+  until "$PG_BIN/pg_isready" -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d postgres -U "$PG_SUPERUSER"; do
     if ((SECONDS >= deadline)); then
       show_logs "$PG_LOG"
       die "postgres: not accepting connections on $TT_PG_HOST:$TT_PG_PORT within ${TT_STACK_TIMEOUT}s (log above)"
@@ -764,17 +816,17 @@ pg_wait() {
     sleep 0.3
   done
   local out
-  if ! out="$(pg_tool psql -X -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -U "$PG_USER" -d postgres \
+  if ! out="$(pg_tool psql -X -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d postgres \
     -v ON_ERROR_STOP=1 -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" 2>&1)"; then
     show_logs "$PG_LOG"
     die "postgres: psql could not query the server: $out"
   fi
   if [[ "$out" != "1" ]]; then
     log "postgres: creating database $PG_DB"
-    pg_tool createdb -h "$TT_PG_HOST" -p "$TT_PG_PORT" -U "$PG_USER" "$PG_DB" ||
+    pg_tool createdb -h "$TT_PG_HOST" -p "$TT_PG_PORT" "$PG_DB" ||
       die "postgres: createdb $PG_DB failed"
   fi
-  pg_tool psql -X -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -U "$PG_USER" -d "$PG_DB" \
+  pg_tool psql -X -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d "$PG_DB" \
     -v ON_ERROR_STOP=1 -tAc 'select 1' >/dev/null ||
     die "postgres: 'select 1' on database $PG_DB failed"
   log "postgres: ready at $DATABASE_URL ($(elapsed "$t0")s)"
@@ -900,7 +952,7 @@ cmd_status() {
     PG_BIN="$(find_pg_bin)"
     [[ -n "$PG_BIN" ]] && pid="$(pg_pid)"
   fi
-  if [[ -n "$pid" ]] && "$PG_BIN/pg_isready" -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d postgres -U "$PG_USER"; then
+  if [[ -n "$pid" ]] && "$PG_BIN/pg_isready" -q -h "$TT_PG_HOST" -p "$TT_PG_PORT" -d postgres -U "$PG_SUPERUSER"; then
     printf '%-12s %-8s %-8s %s\n' postgres up "$pid" "$DATABASE_URL"
   elif [[ -n "$pid" ]]; then
     printf '%-12s %-8s %-8s %s\n' postgres starting "$pid" "$DATABASE_URL (not accepting connections)"

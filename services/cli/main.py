@@ -139,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _credentials_of(args) -> dict[str, str]:
+    """Whose credentials a command uses (Settings.from_env's party arguments). A rebuild
+    takes its service's place, so it acts as that service, whose role owns the schema it
+    rebuilds; the audit is the auditor's, read only, unless TT_PARTY says otherwise;
+    everything else is the operator's tooling (TT_PARTY, else admin)."""
+    if args.command == "rebuild":
+        return {"party": args.projection}
+    if args.command == "audit":
+        return {"default_party": "auditor"}
+    return {}
+
+
 async def _prepare(settings: Settings) -> int:
     from services.cli.provision import prepare
 
@@ -323,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.ingest.formats import UploadRejected
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(**_credentials_of(args))
         if args.command == "stack":
             return asyncio.run(_prepare(settings))
         if args.command == "topics":

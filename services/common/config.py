@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from services.common.topics import TopicRegistry
 
@@ -20,6 +21,9 @@ DEFAULT_PARTY = "admin"
 # In a data consumer's credentials folder: who the folder speaks for ({"principal_id",
 # "name", "party": "consumer"}), written by `1tt admin add-principal --role consumer`.
 IDENTITY_FILE = "identity.json"
+# A party's PostgreSQL password, in libpq's passfile format (host:port:database:role:password),
+# in its credentials folder (docs/postgres-roles.md).
+POSTGRES_PASSFILE = "postgres.pgpass"
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,34 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def postgres_role(party: str) -> str:
+    """The PostgreSQL role a party logs in as: tt_<party>, '-' written as '_'."""
+    return "tt_" + party.replace("-", "_")
+
+
+def database_url_for(url: str, party: str, credentials_dir: Path) -> str:
+    """The URL `party` connects with. TT_DATABASE_URL says where the database is; without a
+    user in it, the party logs in as its own role with the password from its libpq passfile
+    (credentials_dir/<party>/postgres.pgpass, named by libpq's `passfile` parameter, so no
+    secret is ever part of the URL). A URL that names a user is used as it is: the
+    Kubernetes manifests and the tests choose the role themselves."""
+    parts = urlsplit(url)
+    if parts.username:
+        return url
+    passfile = (credentials_dir / party / POSTGRES_PASSFILE).absolute()
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "passfile"]
+    query.append(("passfile", str(passfile)))
+    return urlunsplit(
+        (
+            parts.scheme,
+            f"{quote(postgres_role(party), safe='')}@{parts.netloc}",
+            parts.path,
+            urlencode(query, safe="/", quote_via=quote),
+            parts.fragment,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +153,8 @@ class Settings:
     """Where the platform's infrastructure is, and how its topics are laid out."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://tt@127.0.0.1:55432/tt"
+    # Where PostgreSQL is; from_env adds the party's role and passfile (database_url_for).
+    database_url: str = "postgresql://127.0.0.1:55432/tt"
     # Prepended to every topic name; lets tests and parallel environments share one broker.
     topic_prefix: str = ""
     topic_partitions: int = 3
@@ -142,15 +175,21 @@ class Settings:
     kafka_ca_file: Path | None = None
     # The admin keys every reader trusts (TT_TRUST_ANCHORS_FILE).
     trust_anchors_file: Path | None = None
+    # TT_DATABASE_URL as given (where the database is), for another party's URL.
+    database_location: str = ""
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, party: str | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        party: str | None = None,
+        default_party: str = DEFAULT_PARTY,
     ) -> Settings:
         """Read TT_* variables, falling back to the local-stack defaults. `party` (else
-        TT_PARTY, else "admin") names whose credentials this process uses."""
+        TT_PARTY, else `default_party`) names whose credentials this process uses."""
         env = os.environ if env is None else env
-        party = party or env.get("TT_PARTY") or DEFAULT_PARTY
+        party = party or env.get("TT_PARTY") or default_party
         if not _PARTY_PATTERN.match(party):
             raise ConfigError(
                 "the party (TT_PARTY) must be lower-case letters, digits and '-', "
@@ -177,9 +216,10 @@ class Settings:
                 f"TT_TOPIC_MIN_INSYNC_REPLICAS ({min_isr}) cannot exceed "
                 f"TT_TOPIC_REPLICATION_FACTOR ({replication})"
             )
+        location = env.get("TT_DATABASE_URL") or cls.database_url
         return cls(
             kafka_bootstrap=env.get("TT_KAFKA_BOOTSTRAP") or cls.kafka_bootstrap,
-            database_url=env.get("TT_DATABASE_URL") or cls.database_url,
+            database_url=database_url_for(location, party, credentials),
             topic_prefix=prefix,
             topic_partitions=_int(env, "TT_TOPIC_PARTITIONS", 3, 1),
             topic_replication_factor=replication,
@@ -187,6 +227,7 @@ class Settings:
             otel_exporter=exporter,
             party=party,
             credentials_dir=credentials,
+            database_location=location,
             kafka_username_override=env.get("TT_KAFKA_USERNAME", ""),
             kafka_password_file_override=_path(env, "TT_KAFKA_PASSWORD_FILE"),
             signing_key_file_override=_path(env, "TT_SIGNING_KEY_FILE"),
@@ -202,6 +243,9 @@ class Settings:
         return dataclasses.replace(
             self,
             party=party,
+            database_url=database_url_for(
+                self.database_location or self.database_url, party, self.credentials_dir
+            ),
             kafka_username_override="",
             kafka_password_file_override=None,
             signing_key_file_override=None,

@@ -4,6 +4,7 @@ there, so SQL is written unqualified and a test can run a service in a schema of
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -21,6 +22,19 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class DatabaseLoginError(PermissionError):
+    """PostgreSQL refused this process's role; the message says where its password is."""
+
+
+def _login_error(database_url: str, error: Exception) -> DatabaseLoginError:
+    parts = urlsplit(database_url)
+    passfile = parse_qs(parts.query).get("passfile", ["PGPASSWORD"])[0]
+    return DatabaseLoginError(
+        f"PostgreSQL refused the role {parts.username or '(none)'}: {error}. Its password "
+        f"comes from {passfile}, which `make up` writes (docs/postgres-roles.md)"
+    )
+
+
 def check_schema_name(schema: str) -> str:
     if not _SCHEMA_PATTERN.match(schema):
         raise ValueError(
@@ -34,25 +48,31 @@ async def create_pool(
     database_url: str, schema: str, *, application_name: str, max_size: int = 10
 ) -> asyncpg.Pool:
     """A pool whose connections use `schema` (which must exist: run migrations first)."""
-    return await asyncpg.create_pool(
-        database_url,
-        min_size=1,
-        max_size=max_size,
-        command_timeout=60,
-        server_settings={
-            "search_path": check_schema_name(schema),
-            "application_name": application_name,
-        },
-    )
+    try:
+        return await asyncpg.create_pool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            command_timeout=60,
+            server_settings={
+                "search_path": check_schema_name(schema),
+                "application_name": application_name,
+            },
+        )
+    except asyncpg.InvalidAuthorizationSpecificationError as error:
+        raise _login_error(database_url, error) from None
 
 
 async def connect(database_url: str, schema: str, *, application_name: str) -> asyncpg.Connection:
     """One connection using `schema`: for migrations, the relay's lock, and tools."""
-    return await asyncpg.connect(
-        database_url,
-        command_timeout=60,
-        server_settings={
-            "search_path": check_schema_name(schema),
-            "application_name": application_name,
-        },
-    )
+    try:
+        return await asyncpg.connect(
+            database_url,
+            command_timeout=60,
+            server_settings={
+                "search_path": check_schema_name(schema),
+                "application_name": application_name,
+            },
+        )
+    except asyncpg.InvalidAuthorizationSpecificationError as error:
+        raise _login_error(database_url, error) from None

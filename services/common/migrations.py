@@ -3,6 +3,11 @@ recorded with a checksum so that a migration edited after it ran is caught.
 
 A service's schema gets the shared bus tables first (component "bus", from
 services/common/sql), then its own files. Files are named NNNN_description.sql.
+
+Migrations run as the schema's owner: each service's role owns its schema (created for it
+by the stack's set-up, services/common/pgroles.py) and may change nothing else, so a
+migration can create, alter and drop only inside it. After migrating, the owner grants the
+reads other roles have on its tables (pgroles.grant_reads).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from services.common.db import check_schema_name, connect
+from services.common.pgroles import grant_reads
 
 BUS_SQL_DIR = Path(__file__).parent / "sql"
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -65,7 +71,7 @@ async def migrate(
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await _ensure_schema(conn, schema)
         await conn.execute(f"SET search_path TO {schema}")
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -100,9 +106,86 @@ async def migrate(
                     migration.checksum,
                 )
             applied.append(label)
+        await grant_reads(conn, schema)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
     return applied
+
+
+async def _ensure_schema(conn: asyncpg.Connection, schema: str) -> None:
+    """Create `schema` if this role may (the tests' role may; a service's role may not:
+    its schema exists before it starts), and check that this role can change it."""
+    owner = await conn.fetchval(
+        "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1", schema
+    )
+    if owner is None:
+        try:
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        except asyncpg.InsufficientPrivilegeError:
+            raise MigrationError(
+                f"schema {schema} does not exist and this role may not create it: the "
+                "stack's set-up creates every service's schema for its role (make up, or "
+                "python -m services.common.pgroles apply)"
+            ) from None
+    elif not await conn.fetchval(
+        "SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace WHERE nspname = $1",
+        schema,
+    ):
+        role = await conn.fetchval("SELECT current_user")
+        raise MigrationError(
+            f"schema {schema} belongs to the role {owner}, not to {role}, which may not "
+            "migrate it (is TT_PARTY, or the user in TT_DATABASE_URL, the schema's service?)"
+        )
+
+
+async def empty_schema(conn: asyncpg.Connection, schema: str) -> None:
+    """Drop every table, view, sequence, routine and type in `schema`, but not the schema
+    itself: its owner may drop what is in it, while creating a schema again needs a
+    privilege on the database that service roles do not have. What `1tt rebuild` does
+    before it migrates the schema afresh."""
+    schema = check_schema_name(schema)
+    kinds = {
+        "r": "TABLE",
+        "p": "TABLE",
+        "f": "FOREIGN TABLE",
+        "v": "VIEW",
+        "m": "MATERIALIZED VIEW",
+        "S": "SEQUENCE",
+    }
+    # Tables first: CASCADE takes their views and their columns' sequences with them.
+    relations = await conn.fetch(
+        "SELECT c.relname, c.relkind::text AS relkind FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind::text = ANY($2::text[]) "
+        "ORDER BY array_position($2::text[], c.relkind::text), c.relname",
+        schema,
+        list(kinds),
+    )
+    for row in relations:
+        await conn.execute(
+            f'DROP {kinds[row["relkind"]]} IF EXISTS {schema}."{row["relname"]}" CASCADE'
+        )
+    for signature in await conn.fetch(
+        "SELECT format('%I.%I(%s)', n.nspname, p.proname, "
+        "pg_get_function_identity_arguments(p.oid)) AS name FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
+        schema,
+    ):
+        await conn.execute(f"DROP ROUTINE IF EXISTS {signature['name']} CASCADE")
+    for type_name in await conn.fetch(
+        "SELECT format('%I.%I', n.nspname, t.typname) AS name FROM pg_type t "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 "
+        "AND t.typtype IN ('c', 'd', 'e', 'r')",
+        schema,
+    ):
+        await conn.execute(f"DROP TYPE IF EXISTS {type_name['name']} CASCADE")
+    left = await conn.fetchval(
+        "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE n.nspname = $1) + (SELECT count(*) FROM pg_proc p JOIN "
+        "pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)",
+        schema,
+    )
+    if left:
+        raise MigrationError(f"schema {schema} still holds {left} object(s) after emptying it")
 
 
 async def migrate_schema(database_url: str, schema: str, component: str, sql_dir: Path) -> None:

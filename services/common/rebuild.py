@@ -1,7 +1,9 @@
 """`1tt rebuild ledger|payout`: drop a service's projection and replay the log from 0.
 
 The service must be stopped (its consumer group empty): the rebuild takes the group's
-place. It computes the digest of the projection as it stands, drops the schema, migrates
+place, and acts as the service (`1tt rebuild ledger` connects as the ledger's role, which
+owns its schema). It computes the digest of the projection as it stands, empties the
+schema (drops everything in it; the schema itself stays, owned by the service), migrates
 it afresh, replays every fact the service reads through the same inbox and projector,
 runs the service's after-replay step (the ledger releases parked revenue), marks the
 derived facts already on the log as published (so the relay does not publish them
@@ -26,7 +28,7 @@ from services.common.db import check_schema_name, connect, create_pool
 from services.common.inbox import Inbox
 from services.common.keys import KeyFeed
 from services.common.logreader import ReadStats, read_log
-from services.common.migrations import load_migrations, migrate
+from services.common.migrations import empty_schema, load_migrations, migrate
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ async def rebuild(settings: Settings, spec: ProjectionSpec, schema: str) -> Rebu
             await conn.execute(f"SET search_path = {schema}")
             before, counts_before = await spec.digest(conn)
             await conn.execute("SET search_path = public")
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        if await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await empty_schema(conn, schema)
         await migrate(conn, schema, load_migrations(spec.name, spec.sql_dir))
     finally:
         await conn.close()

@@ -67,7 +67,8 @@ FACT_ACCESS: dict[str, FactAccess] = {
     "revenue.adjusted": FactAccess("consumer", _CONSUMER_FACT, "consumer_id"),
     "snapshot.exported": FactAccess("consumer", ("consumer", "auditor"), "consumer_id"),
     "reference.registered": FactAccess("consumer", ("preprocess", "auditor"), "consumer_id"),
-    "allocation.made": FactAccess("ledger", ("payout", "auditor")),
+    # The ledger reads its own allocations back only in `1tt rebuild ledger`.
+    "allocation.made": FactAccess("ledger", ("ledger", "payout", "auditor")),
     "payout.issued": FactAccess("payout", ("ledger", "payout", "auditor")),
     "principal.registered": FactAccess("admin", ("ingest", "payout", "auditor")),
     # Every reader verifies signatures, so every party reads the keys.

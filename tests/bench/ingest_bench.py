@@ -69,8 +69,14 @@ def main() -> int:
     server_dir = work / "server"
     shutil.rmtree(server_dir, ignore_errors=True)
     server_dir.mkdir()
+    # The server's schema is the bench's own, which only the tests' role may create; on
+    # Kafka the bench acts as the operator, who prepares the server's topic prefix.
+    os.environ["TT_DATABASE_URL"] = Settings.from_env(party="tests").database_url
     server = start_ingest(
-        Settings.from_env(), server_dir, TT_MAX_UPLOAD_BYTES=str(size + MIB), TT_LOG_LEVEL="INFO"
+        Settings.from_env(),
+        server_dir,
+        TT_MAX_UPLOAD_BYTES=str(size + MIB),
+        TT_LOG_LEVEL="INFO",
     )
     try:
         who = server.principal("contributor", "bench")

@@ -220,6 +220,9 @@ def bench_signatures(count: int = 5000) -> dict:
 
 
 def main() -> int:
+    # The bench makes schemas of its own, which only the tests' role may (tests/conftest.py);
+    # on Kafka it acts as the operator, who prepares its topic prefix.
+    os.environ["TT_DATABASE_URL"] = Settings.from_env(party="tests").database_url
     settings = Settings.from_env()
     core = bench_core(int(os.environ.get("TT_BENCH_LEDGER_CONTRIBUTIONS", "1000000")))
     print(json.dumps(core))

@@ -43,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.cli.admin import init_secrets, wait_group_stable, wait_http_ready, wait_serving
 from services.cli.provision import prepare, remove
 from services.common.config import KafkaAccess, Settings
+from services.common.pgroles import Address
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = ROOT / "deploy" / "local" / "stack.sh"
@@ -136,9 +137,11 @@ class StackControl:
         are up: a mismatch would restart somebody else's stack."""
         printed = self._run("env", timeout_s=30).stdout
         named = dict(re.findall(r"export (\w+)=(\S+)", printed))
+        # The database by where it is: the tests log in with a role of their own.
+        named["TT_DATABASE_URL"] = Address.of(named.get("TT_DATABASE_URL", ""))
         wanted = {
             "TT_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "TT_DATABASE_URL": self.settings.database_url,
+            "TT_DATABASE_URL": Address.of(self.settings.database_url),
         }
         if any(named.get(key) != value for key, value in wanted.items()):
             raise PlatformFailure(

@@ -51,7 +51,8 @@ def stack_is_up(settings: Settings) -> None:
         asyncio.run(probe())
     except Exception as error:
         pytest.exit(
-            f"the local stack is not reachable ({error!r}); run 'make up' first "
+            f"the local stack is not reachable ({error!r}); run 'make up' first, which also "
+            "makes the tests' PostgreSQL role and its passfile "
             f"(Kafka {settings.kafka_bootstrap}, Postgres {settings.database_url})",
             returncode=3,
         )

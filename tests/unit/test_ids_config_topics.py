@@ -42,7 +42,7 @@ def test_registry_names_every_fact_topic_and_the_dead_letter_topic_under_the_pre
 def test_settings_default_to_the_local_stack():
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.database_url.endswith("@127.0.0.1:55432/tt")
+    assert settings.database_url.startswith("postgresql://tt_admin@127.0.0.1:55432/tt?passfile=")
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,11 @@ import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from services.common import pgroles
 from services.common.config import Settings
 from services.preprocess.main import PreprocessSettings
 
@@ -680,6 +682,32 @@ LABELLED_METADATA = {
 }
 
 
+# Cluster.spec.managed.roles[] (CloudNativePG's RoleConfiguration), the fields used here.
+CNPG_ROLE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "ensure": {"enum": ["present", "absent"]},
+        "comment": {"type": "string"},
+        "login": {"type": "boolean"},
+        "superuser": {"type": "boolean"},
+        "createdb": {"type": "boolean"},
+        "createrole": {"type": "boolean"},
+        "replication": {"type": "boolean"},
+        "bypassrls": {"type": "boolean"},
+        "inherit": {"type": "boolean"},
+        "passwordSecret": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}},
+        },
+    },
+}
+
+
 def custom_resource(api_version: str, kind: str, spec: dict) -> dict:
     return {
         "type": "object",
@@ -830,6 +858,12 @@ CUSTOM_RESOURCE_SCHEMAS = {
                 "instances": {"type": "integer", "minimum": 1},
                 "imageName": {"type": "string"},
                 "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
+                "enableSuperuserAccess": {"type": "boolean"},
+                "managed": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"roles": {"type": "array", "items": CNPG_ROLE_SCHEMA}},
+                },
                 "bootstrap": {
                     "type": "object",
                     "required": ["initdb"],
@@ -848,7 +882,11 @@ CUSTOM_RESOURCE_SCHEMAS = {
                     "type": "object",
                     "properties": {
                         # CloudNativePG takes every parameter as a string.
-                        "parameters": {"type": "object", "additionalProperties": {"type": "string"}}
+                        "parameters": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "pg_hba": {"type": "array", "items": {"type": "string"}},
                     },
                 },
                 "storage": {
@@ -857,6 +895,39 @@ CUSTOM_RESOURCE_SCHEMAS = {
                     "properties": {"size": {"type": "string"}, "storageClass": {"type": "string"}},
                 },
                 "resources": RESOURCES_SCHEMA,
+            },
+        },
+    ),
+    "Database": custom_resource(
+        "postgresql.cnpg.io/v1",
+        "Database",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cluster", "name", "owner"],
+            "properties": {
+                "cluster": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
+                "name": {"type": "string", "not": {"enum": ["postgres", "template0", "template1"]}},
+                "owner": {"type": "string"},
+                "ensure": {"enum": ["present", "absent"]},
+                "schemas": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "owner": {"type": "string"},
+                            "ensure": {"enum": ["present", "absent"]},
+                        },
+                    },
+                },
             },
         },
     ),
@@ -883,23 +954,67 @@ def test_custom_resources_are_structurally_valid(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_database_url_comes_from_cloudnativepgs_secret(overlay):
+def test_postgres_has_the_local_stacks_roles_and_schemas_and_no_superuser_access(overlay):
+    """The roles and schemas CloudNativePG makes are the ones `make up` makes locally: both
+    come from the table in services/common/pgroles.py."""
     resources = overlay_resources(overlay)
     [cluster] = of_kind(resources, "Cluster")
-    for deployment, _, container in containers(resources):
-        urls = [v for v in container.get("env", []) if v["name"] == "TT_DATABASE_URL"]
-        for url in urls:
-            assert url["valueFrom"]["secretKeyRef"] == {
-                "name": f"{cluster['metadata']['name']}-app",
-                "key": "uri",
-            }, deployment["metadata"]["name"]
-    # Preprocess never touches PostgreSQL; it does not get the credentials either.
-    uses_database = {
-        d["metadata"]["name"]
-        for d, _, c in containers(resources)
-        if any(v["name"] == "TT_DATABASE_URL" for v in c.get("env", []))
+    spec = cluster["spec"]
+    assert spec["enableSuperuserAccess"] is False
+    assert spec["managed"]["roles"] == pgroles.cnpg_managed_roles()
+    [database] = of_kind(resources, "Database")
+    assert database["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert database["spec"]["name"] == spec["bootstrap"]["initdb"]["database"]
+    assert database["spec"]["schemas"] == pgroles.cnpg_schemas()
+    assert spec["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"
+    # Every rule CloudNativePG adds after its own: TLS with SCRAM-SHA-256, then refuse.
+    assert spec["postgresql"]["pg_hba"] == [
+        "hostssl all all all scram-sha-256",
+        "host all all all reject",
+    ]
+
+
+def test_each_roles_password_secret_is_templated_with_its_role_name():
+    templates = {
+        doc["metadata"]["name"]: doc
+        for doc in load_documents(K8S / "secrets" / "keys.template.yaml")
     }
+    for role in pgroles.cnpg_managed_roles():
+        secret = templates[role["passwordSecret"]["name"]]
+        assert secret["type"] == "kubernetes.io/basic-auth", role["name"]
+        assert secret["stringData"]["username"] == role["name"]
+        assert secret["stringData"]["password"] == "", "a template holds no usable password"
+        assert secret["metadata"]["labels"]["cnpg.io/reload"] == "true"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_logs_in_to_postgres_as_its_own_role(overlay):
+    resources = overlay_resources(overlay)
+    url = urlsplit(config_data(resources)["TT_DATABASE_URL"])
+    assert url.username is None and url.password is None, "the URL says where, not who"
+    [cluster] = of_kind(resources, "Cluster")
+    assert url.hostname == f"{cluster['metadata']['name']}-rw"
+    assert url.path == "/" + cluster["spec"]["bootstrap"]["initdb"]["database"]
+    uses_database = set()
+    for deployment, _, container in containers(resources):
+        name = deployment["metadata"]["name"]
+        env = {v["name"]: v for v in container.get("env", [])}
+        assert "TT_DATABASE_URL" not in env, f"{name}: the URL comes from onett-config"
+        if "PGPASSWORD" not in env:
+            continue
+        uses_database.add(name)
+        assert env["TT_PARTY"]["value"] == name
+        assert pgroles.role_of(name).owns == name
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": pgroles.cnpg_secret_name(pgroles.role_of(name)),
+            "key": "password",
+        }
+    # Preprocess never touches PostgreSQL; it does not get a password either.
     assert uses_database == {"ingest", "ledger", "payout"}
+    for _, _, container in containers(resources):
+        for variable in container.get("env", []):
+            ref = variable.get("valueFrom", {}).get("secretKeyRef", {})
+            assert ref.get("name") != f"{cluster['metadata']['name']}-app", "the owner's Secret"
 
 
 # --- the image -------------------------------------------------------------------------
