@@ -164,6 +164,7 @@ async def prepare(
     its own consumers, provisioned with it)."""
     registry = registry or settings.topic_registry()
     result = Prepared()
+    admin = ensure_anchor(settings)
     result.topics_created = await ensure_topics_on_broker(settings.kafka, registry.specs())
     passwords = {
         party: ensure_password(settings.for_party(party).kafka_password_file)
@@ -193,7 +194,6 @@ async def prepare(
             result.acls_removed += removed
 
     await kafka_users.run(settings.kafka, apply)
-    admin = ensure_anchor(settings)
     service_keys = [
         (party, ensure_signer(settings.for_party(party).signing_key_file), "") for party in SERVICES
     ]
