@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from services.audit.audit import AuditReport, run_audit
 from services.cli.provision import owner_signers
@@ -220,11 +219,12 @@ class Injector:
             raise AssertionError(f"unknown fault {fault}")
 
     async def duplicate(self, count: int) -> None:
-        """Publish `count` facts already on the log again, byte for byte the same fact."""
-        facts = await self.run.log_facts(*DUPLICABLE)
-        candidates = [e for event_type in DUPLICABLE for e in facts[event_type]]
+        """Publish `count` facts already on the log again, byte for byte the same record
+        (signature included)."""
+        records = await self.run.log_records(*DUPLICABLE)
+        candidates = [r for event_type in DUPLICABLE for r in records[event_type]]
         chosen = self.rng.sample(candidates, min(count, len(candidates)))
-        await self.run.publish(chosen)
+        await self.run.publish_records(chosen)
         self.injected.duplicate_batches += 1
         self.injected.duplicated_facts += len(chosen)
 
@@ -242,12 +242,10 @@ class Injector:
         attacker = self.run.workload.principals[self.run.workload.contributors[-1]].principal_id
         attacks = hostile_facts(genuine, registry, stolen, attacker)
 
-        async def send():
-            async with AIOKafkaProducer(**settings.kafka.client_options()) as producer:
-                for attack in attacks:
-                    await producer.send_and_wait(attack.topic, attack.value, key=attack.key)
-
-        await self.run.retry(send, f"publishing {len(attacks)} forged facts")
+        await self.run.retry(
+            lambda: self.run.publish_raw([(a.topic, a.key, a.value) for a in attacks]),
+            f"publishing {len(attacks)} forged facts",
+        )
         self.injected.hostile_facts += len(attacks)
         self.injected.hostile_values |= {attack.value for attack in attacks}
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+from aiokafka import AIOKafkaProducer
 
 from services.cli.client import IngestClient, UploadSpec
 from services.cli.provision import owner_signers
@@ -357,6 +358,22 @@ class WorkloadRun:
             await publish_signed(self.settings, self.settings.topic_registry(), *envelopes)
 
         await self.retry(send, f"publishing {len(envelopes)} fact(s)")
+
+    async def publish_raw(self, records) -> None:
+        """Send (topic, key, value) records as they are, with the operator's access."""
+        async with AIOKafkaProducer(**self.settings.kafka.client_options()) as producer:
+            for topic, key, value in records:
+                await producer.send_and_wait(topic, value, key=key)
+
+    async def publish_records(self, records) -> None:
+        """Publish (envelope, value) records read from the log again, byte for byte."""
+        registry = self.settings.topic_registry()
+        await self.retry(
+            lambda: self.publish_raw(
+                [(registry.fact_topic(e.event_type), e.key.encode(), v) for e, v in records]
+            ),
+            f"publishing {len(records)} record(s) again",
+        )
 
     async def register_principals(self) -> None:
         now = datetime.now(UTC)

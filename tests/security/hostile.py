@@ -36,6 +36,20 @@ ATTACKER_API_KEY = "tt_deadbeef_" + "A" * 43
 ATTACKER_KEY_SHA256 = hashlib.sha256(ATTACKER_API_KEY.encode()).hexdigest()
 
 
+def subscriptions() -> dict[str, tuple[str, ...]]:
+    """The fact types each service subscribes to (and so dead-letters when forged)."""
+    from services.ingest import projection as ingest
+    from services.ledger import projection as ledger
+    from services.payout import projection as payout
+
+    return {
+        "ingest": ingest.EVENT_TYPES,
+        "ledger": ledger.EVENT_TYPES,
+        "payout": payout.EVENT_TYPES,
+        "preprocess": ("contribution.received", "reference.registered"),
+    }
+
+
 @dataclass(frozen=True)
 class Hostile:
     """One forged record, and how it was forged."""

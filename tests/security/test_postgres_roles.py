@@ -38,11 +38,6 @@ DENIED = asyncpg.InsufficientPrivilegeError
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings.from_env()
-
-
-@pytest.fixture(scope="module")
 def address(settings) -> Address:
     return Address.of(settings.database_url)
 

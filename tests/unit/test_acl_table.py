@@ -11,17 +11,10 @@ from services.common.topics import (
     SERVICES,
     TopicRegistry,
 )
-from services.ingest import projection as ingest_projection
-from services.ledger import projection as ledger_projection
-from services.payout import projection as payout_projection
+from tests.security.hostile import subscriptions
 
 REGISTRY = TopicRegistry(prefix="acl-test.")
-SUBSCRIPTIONS = {
-    "ingest": ingest_projection.EVENT_TYPES,
-    "ledger": ledger_projection.EVENT_TYPES,
-    "payout": payout_projection.EVENT_TYPES,
-    "preprocess": ("contribution.received", "reference.registered"),
-}
+SUBSCRIPTIONS = subscriptions()
 
 
 def test_every_fact_type_has_one_owner_among_the_parties():
