@@ -51,6 +51,7 @@ FACTS: tuple[FactSpec, ...] = (
     FactSpec("payout.issued", ledger_pb2.PayoutIssued, "contributor_id"),
     FactSpec("principal.registered", identity_pb2.PrincipalRegistered, "principal_id"),
     FactSpec("snapshot.exported", consumer_pb2.SnapshotExported, "snapshot_id"),
+    FactSpec("principal.revoked", identity_pb2.PrincipalRevoked, "principal_id"),
 )
 BY_EVENT_TYPE: dict[str, FactSpec] = {spec.event_type: spec for spec in FACTS}
 _BY_MESSAGE: dict[str, FactSpec] = {spec.message.DESCRIPTOR.full_name: spec for spec in FACTS}
