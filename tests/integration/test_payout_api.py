@@ -378,6 +378,7 @@ def test_running_the_same_period_again_pays_nothing_twice(server, world, first_r
         "period": PERIOD,
         "issued": [],
         "already_issued": 2,
+        "held": [],
         "paid_minor_by_currency": {},
         "carried_micros_by_currency": {},
     }
