@@ -31,7 +31,7 @@ from services.common.telemetry import configure_tracing
 from services.common.topics import ensure_topics_on_broker
 from services.ingest import formats, projection
 from services.ingest.receipts import key_id_of, load_signer
-from services.ingest.servicer import IngestServicer
+from services.ingest.servicer import IngestServicer, InternalErrorInterceptor
 from services.ingest.terms import accepted_terms
 from services.ingest.upload import UploadContext
 from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -167,10 +167,11 @@ async def _run(
     ingest: IngestSettings, servicer, consumer: FactConsumer, lag: ConsumerLagMonitor, stop
 ) -> int:
     server = grpc.aio.server(
+        interceptors=[InternalErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", 8 << 20),
             ("grpc.max_send_message_length", 8 << 20),
-        ]
+        ],
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
