@@ -65,9 +65,10 @@ class PayoutServer:
     metrics_url: str = ""  # the service's /metrics, on an address of its own
 
     @classmethod
-    def start(cls, base: Settings, run_dir: Path) -> PayoutServer:
+    def start(cls, base: Settings, run_dir: Path, topic_prefix: str | None = None) -> PayoutServer:
+        """`topic_prefix`: share another test server's topics (default: its own)."""
         unique = uuid.uuid4().hex[:10]
-        settings = dataclasses.replace(base, topic_prefix=f"it-{unique}.")
+        settings = dataclasses.replace(base, topic_prefix=topic_prefix or f"it-{unique}.")
         schema = f"pay_{unique}"
         run_dir.mkdir(parents=True, exist_ok=True)
         init_secrets(run_dir)
