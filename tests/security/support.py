@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 
 from services.cli.admin import wait_group_stable, wait_http_ready, wait_serving
 from services.common.bus import FactProducer, fact_headers
@@ -132,6 +133,27 @@ def wait_for_dead_letter(
             seen = [(d.group, d.event_id, d.reason[:80]) for d in dead_letters(settings)]
             raise AssertionError(f"{wanted} dead-lettered no fact {event_id}; dead letters: {seen}")
         time.sleep(0.2)
+
+
+def facts_published(settings: Settings, event_type: str) -> int:
+    """How many facts of `event_type` are on the log: its partitions' end offsets. Exact
+    right after a call that publishes before it answers (acks=all)."""
+
+    async def count() -> int:
+        topic = settings.topic_registry().fact_topic(event_type)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "") -> object:

@@ -13,8 +13,6 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
 from services.common.db import connect
 from tests.integration.ingest_server import (
@@ -25,6 +23,7 @@ from tests.integration.ingest_server import (
     upload_requests,
     wait_until,
 )
+from tests.security.support import facts_published
 from tt.facts.v1 import contribution_pb2
 from tt.ingest.v1 import ingest_pb2
 
@@ -51,24 +50,7 @@ def acme(server):
 
 
 def facts_on(server, event_type: str) -> int:
-    """How many facts of `event_type` are on the log: its partitions' end offsets, read
-    after the call returned (a fact is published, acks=all, before any answer)."""
-
-    async def count() -> int:
-        topic = server.settings.topic_registry().fact_topic(event_type)
-        consumer = AIOKafkaConsumer(bootstrap_servers=server.settings.kafka_bootstrap)
-        await consumer.start()
-        try:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-            return sum(ends.values())
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(count())
+    return facts_published(server.settings, event_type)
 
 
 def refused(stub, who, metadata, *chunks) -> grpc.RpcError:
