@@ -171,49 +171,97 @@ class _Problems(list[str]):
             seen.add(value)
 
 
-def _check_fields(message: Message, path: str, p: _Problems) -> None:
+# A field's check: (its value, the path of the message holding it, the problems).
+_FieldCheck = Callable[[object, str, "_Problems"], None]
+# Each message type's checks by field number, built once: validation runs on every fact
+# every service reads, so the common case (nothing wrong) costs a few comparisons.
+_CHECKS: dict[str, dict[int, _FieldCheck]] = {}
+
+
+def _check_fields(message: Message, prefix: str, p: _Problems) -> None:
     """The general rules (see the module's docstring) on every field set in `message` and,
-    recursively, in the messages it holds. `path` prefixes the field names in problems."""
+    recursively, in the messages it holds. `prefix` is the path of `message` in problems."""
+    descriptor = message.DESCRIPTOR
+    checks = _CHECKS.get(descriptor.full_name)
+    if checks is None:
+        checks = _CHECKS[descriptor.full_name] = {
+            field.number: _field_check(field) for field in descriptor.fields
+        }
     for field, value in message.ListFields():
+        checks[field.number](value, prefix, p)
+
+
+def _field_check(field: FieldDescriptor) -> _FieldCheck:
+    if field.containing_oneof is not None and field.containing_oneof.name == "payload":
         # The envelope's payload is phrased as the fact's own fields: "role", not
         # "principal_registered.role".
-        if field.containing_oneof is not None and field.containing_oneof.name == "payload":
-            _check_fields(value, "", p)
-            continue
-        where = f"{path}{field.name}"
-        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
-            _check_map(field, value, where, p)
-        elif field.is_repeated:
-            for index, item in enumerate(value):
-                _check_value(field, item, f"{where}[{index}]", p)
-        else:
-            _check_value(field, value, where, p)
+        return lambda value, prefix, p: _check_fields(value, "", p)
+    name = field.name
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        check_key = _value_check(field.message_type.fields_by_name["key"], name)
+        check_value = _value_check(field.message_type.fields_by_name["value"], name)
+
+        def check_map(entries, prefix, p):
+            for key, item in entries.items():
+                check_key(key, prefix, " key", p)
+                check_value(item, prefix, f"[{key!r}]", p)
+
+        return check_map
+    check = _value_check(field, name)
+    if field.is_repeated:
+
+        def check_each(values, prefix, p):
+            for index, value in enumerate(values):
+                check(value, prefix, f"[{index}]", p)
+
+        return check_each
+    return lambda value, prefix, p: check(value, prefix, "", p)
 
 
-def _check_map(field: FieldDescriptor, entries, where: str, p: _Problems) -> None:
-    key_field = field.message_type.fields_by_name["key"]
-    value_field = field.message_type.fields_by_name["value"]
-    for key, item in entries.items():
-        _check_value(key_field, key, f"{where} key", p, field.name)
-        _check_value(value_field, item, f"{where}[{key!r}]", p, field.name)
-
-
-def _check_value(
-    field: FieldDescriptor, value, where: str, p: _Problems, name: str | None = None
-) -> None:
+def _value_check(field: FieldDescriptor, name: str) -> Callable[..., None]:
+    """A check of one value of `field`, reported as prefix + name + suffix."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
-        p.text(where, value, name or field.name)
-    elif kind == FieldDescriptor.TYPE_ENUM:
-        p.enum_known(where, field, value)
-    elif kind in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
-        if value > INT64_MAX:
-            p.append(f"{where} ({value}) must fit a signed 64-bit integer (at most {INT64_MAX})")
-    elif kind == FieldDescriptor.TYPE_MESSAGE:
+        limit = _MAX_LENGTH_BY_FIELD.get(name, MAX_ID_LENGTH)
+        control = _CONTROL_IN_FREE_TEXT if name in FREE_TEXT_FIELDS else _CONTROL
+
+        def check_text(value, prefix, suffix, p):
+            if len(value) > limit or control.search(value):
+                p.text(f"{prefix}{name}{suffix}", value, name)
+
+        return check_text
+    if kind == FieldDescriptor.TYPE_ENUM:
+        defined = frozenset(field.enum_type.values_by_number)
+
+        def check_enum(value, prefix, suffix, p):
+            if value not in defined:
+                p.enum_known(f"{prefix}{name}{suffix}", field, value)
+
+        return check_enum
+    if kind in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
+
+        def check_count(value, prefix, suffix, p):
+            if value > INT64_MAX:
+                p.append(
+                    f"{prefix}{name}{suffix} ({value}) must fit a signed 64-bit integer "
+                    f"(at most {INT64_MAX})"
+                )
+
+        return check_count
+    if kind == FieldDescriptor.TYPE_MESSAGE:
         if field.message_type.full_name == _TIMESTAMP:
-            p.timestamp_in_range(where, value)
-        else:
-            _check_fields(value, f"{where}.", p)
+
+            def check_time(stamp, prefix, suffix, p):
+                if not (0 <= stamp.seconds < _LATEST_SECONDS and 0 <= stamp.nanos < 10**9):
+                    p.timestamp_in_range(f"{prefix}{name}{suffix}", stamp)
+
+            return check_time
+
+        def check_message(value, prefix, suffix, p):
+            _check_fields(value, f"{prefix}{name}{suffix}.", p)
+
+        return check_message
+    return lambda value, prefix, suffix, p: None
 
 
 def _contribution_received(fact: contribution_pb2.ContributionReceived, p: _Problems) -> None:
