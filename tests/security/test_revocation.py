@@ -119,6 +119,7 @@ def test_a_revoked_key_is_refused_by_every_service_within_seconds(platform):
         alice["api_key_prefix"],
     )
     assert elapsed < 20, f"the revocation took {elapsed:.1f}s to reach both services"
+    print(f"1tt admin revoke-key returned, refused by ingest and payout, in {elapsed:.2f}s")
     # ingest (gRPC), payout (API and dashboard), and the tools that read ingest's table.
     assert grpc_code(platform, alice) == grpc.StatusCode.UNAUTHENTICATED
     assert platform.payout.get("/v1/me", alice["api_key"]).status_code == 401
