@@ -65,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="how long to wait for the ingest service to pick it up",
     )
+    revoke = admin.add_parser(
+        "revoke-key", help="revoke a principal's API key: every service refuses it from then on"
+    )
+    revoke.add_argument("--principal", metavar="PRINCIPAL_ID", help="whose key to revoke")
+    revoke.add_argument("--key-prefix", metavar="tt_XXXXXXXX", help="the key's public prefix")
+    revoke.add_argument("--reason", default="", help="why, in words (kept on the log)")
+    revoke.add_argument("--json", action="store_true")
+    revoke.add_argument(
+        "--wait-s",
+        type=float,
+        default=15.0,
+        help="how long to wait for ingest and payout to apply the revocation",
+    )
 
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--api-key", default=None, help="default: $TT_API_KEY")
@@ -313,6 +326,18 @@ async def _admin(settings: Settings, args) -> int:
     if args.admin_command == "init-secrets":
         created = admin.init_secrets(run_dir)
         print(f"secrets: {len(created)} created" + "".join(f"\n  {p}" for p in created))
+        return 0
+    if args.admin_command == "revoke-key":
+        revoked = await admin.revoke_key(
+            settings,
+            principal_id=args.principal,
+            key_prefix=args.key_prefix,
+            reason=args.reason,
+            ingest_schema=os.environ.get("TT_INGEST_SCHEMA", "ingest"),
+            payout_schema=os.environ.get("TT_PAYOUT_SCHEMA", "payout"),
+            wait_s=args.wait_s,
+        )
+        admin.print_revocation(revoked, args.json)
         return 0
     record, seen = await admin.add_principal(
         settings, args.role, args.name, os.environ.get("TT_INGEST_SCHEMA", "ingest"), args.wait_s

@@ -77,6 +77,11 @@ def run(args) -> int:
             )
         if result["already_issued"]:
             print(f"  {result['already_issued']} contributor(s) already paid for this period")
+        for held in result.get("held", []):
+            print(
+                f"  held back: allocation {held['allocation_id']} of {held['contributor_id']} "
+                f"({held['reason']})"
+            )
         if not result["issued"] and not result["already_issued"]:
             print("  nothing to settle")
         return 0

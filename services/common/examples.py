@@ -181,6 +181,12 @@ def example_payloads(run_id: str) -> dict[str, object]:
             ),
             documents=12,
         ),
+        "principal.revoked": identity_pb2.PrincipalRevoked(
+            principal_id=contributor_id,
+            api_key_sha256=_sha(f"key {run_id}"),
+            api_key_prefix="tt_example",
+            reason="the key was pasted into a public chat",
+        ),
         "snapshot.exported": consumer_pb2.SnapshotExported(
             export_id=derived_id("example.export", run_id),
             consumer_id="consumer",

@@ -53,6 +53,7 @@ FACTS: tuple[FactSpec, ...] = (
     FactSpec("snapshot.exported", consumer_pb2.SnapshotExported, "snapshot_id"),
     FactSpec("key.registered", identity_pb2.KeyRegistered, "key_id"),
     FactSpec("reference.registered", consumer_pb2.ReferenceRegistered, "reference_id"),
+    FactSpec("principal.revoked", identity_pb2.PrincipalRevoked, "principal_id"),
 )
 BY_EVENT_TYPE: dict[str, FactSpec] = {spec.event_type: spec for spec in FACTS}
 _BY_MESSAGE: dict[str, FactSpec] = {spec.message.DESCRIPTOR.full_name: spec for spec in FACTS}

@@ -4,6 +4,15 @@
 records the event id for the consumer group, runs the projection handler, and writes the
 facts the handler derived to the outbox. Either all of that commits or none of it does;
 a redelivered fact finds its inbox row and changes nothing.
+
+A fact the projection can never store is the fact's fault, not the service's: the
+transaction rolls back whole, and the fact is refused with PermanentFactError, which the
+bus dead-letters with the reason before it goes on with the next fact. That covers the
+handler's own typed refusals (PermanentFactError) and PostgreSQL's refusals of the data
+(services.common.db.refused_by_database: a character it cannot store, a value out of its
+column's range, a violated constraint). A database that is unreachable is not the fact's
+fault: those errors pass through untouched and the bus waits the outage out, as it
+retries serialization failures and deadlocks.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 
 from services.common.bus import Delivery, PermanentFactError
+from services.common.db import describe_refusal, refused_by_database
 from services.common.facts import Envelope, payload_of
 from services.common.failpoints import failpoint
 from services.common.outbox import write_outbox
@@ -37,7 +47,25 @@ class Inbox:
         await self.apply(delivery)
 
     async def apply(self, delivery: Delivery) -> bool:
-        """Apply the fact's effect if this group has not already. True if it was applied."""
+        """Apply the fact's effect if this group has not already. True if it was applied.
+        PermanentFactError if the projection can never store it (nothing was written)."""
+        try:
+            applied = await self._apply(delivery)
+        except PermanentFactError:
+            raise
+        except Exception as error:
+            if not refused_by_database(error):
+                raise
+            raise PermanentFactError(
+                f"the {self.consumer_group} projection cannot store this "
+                f"{delivery.envelope.event_type} fact: {describe_refusal(error)}"
+            ) from error
+        if applied:
+            self.applied_count += 1
+            failpoint("inbox.after_commit")
+        return applied
+
+    async def _apply(self, delivery: Delivery) -> bool:
         envelope = delivery.envelope
         digest = hashlib.sha256(payload_of(envelope).SerializeToString(deterministic=True))
         async with self.pool.acquire() as conn, conn.transaction():
@@ -79,6 +107,4 @@ class Inbox:
                 return False
             derived = await self.handler(conn, envelope)
             await write_outbox(conn, derived)
-        self.applied_count += 1
-        failpoint("inbox.after_commit")
         return True

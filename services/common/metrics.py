@@ -10,8 +10,9 @@
                                                   replayed, the gRPC status of a refusal
                                                   (e.g. invalid_argument), or error
 
-ingest, preprocess and the ledger serve them at http://TT_METRICS_ADDRESS/metrics (a thread
-of their own); payout at GET /metrics of its HTTP API.
+Every service serves them at http://TT_METRICS_ADDRESS/metrics (a thread of its own),
+never on a port that faces users: ingest on 9101, preprocess 9102, the ledger 9103 and
+payout 9104 by default.
 """
 
 from __future__ import annotations

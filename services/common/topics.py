@@ -71,6 +71,7 @@ FACT_ACCESS: dict[str, FactAccess] = {
     "allocation.made": FactAccess("ledger", ("ledger", "payout", "auditor")),
     "payout.issued": FactAccess("payout", ("ledger", "payout", "auditor")),
     "principal.registered": FactAccess("admin", ("ingest", "payout", "auditor")),
+    "principal.revoked": FactAccess("admin", ("ingest", "payout", "auditor")),
     # Every reader verifies signatures, so every party reads the keys.
     "key.registered": FactAccess("admin", tuple(p for p in PARTIES if p != "admin")),
 }

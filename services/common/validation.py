@@ -1,24 +1,67 @@
 """Schema validation beyond what protobuf types enforce. Every consumer validates every
 fact it reads (it never trusts the producer), and every producer validates before it
-sends. Problems are phrased so that whoever produced the fact can fix it."""
+sends. Problems are phrased so that whoever produced the fact can fix it.
+
+Besides each fact type's own rules, every field of every fact obeys the same general
+rules (`_check_fields`), so that a fact that passes here can be stored by every
+projection:
+
+- strings are one line of printable text: no control characters (C0, DEL, C1), at most
+  MAX_ID_LENGTH characters (file names, URIs and free text have their own limits, and
+  free text may contain line breaks and tabs);
+- an enum holds a value its schema defines (proto3 keeps unknown numbers; we do not);
+- a timestamp lies between EARLIEST_TIME and LATEST_TIME;
+- an unsigned count fits a signed 64-bit integer (PostgreSQL's bigint, the ledger's sums);
+- a period lies between FIRST_PERIOD and LAST_PERIOD (services.common.periods).
+
+The rules use nothing but the fact: no clock, no Unicode database (whose categories change
+between Python versions), so a fact valid when it was published is valid on every replay.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.facts import BY_EVENT_TYPE, SCHEMA_VERSION, Envelope, payload_of
+from services.common.money import INT64_MAX
+from services.common.periods import FIRST_PERIOD, LAST_PERIOD, PERIOD_PATTERN, period_bounds
 from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 _HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # fullmatch, [A-Z] and [0-9]: no trailing newline, no non-ASCII digits.
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
-MAX_ID_LENGTH = 200
 BPS_PER_UNIT = 10_000
+
+# The longest string a field may hold, in characters: ids, names, codes and every other
+# one-line string unless listed in _MAX_LENGTH_BY_FIELD.
+MAX_ID_LENGTH = 200
+MAX_FILE_NAME_LENGTH = 255
+MAX_URI_LENGTH = 2048
+MAX_TEXT_LENGTH = 4000
+# Free text, where a line break or a tab is part of what a person wrote. Every other
+# string field is a single line.
+FREE_TEXT_FIELDS = frozenset({"reason", "rejection_reason"})
+_MAX_LENGTH_BY_FIELD = {
+    "file_name": MAX_FILE_NAME_LENGTH,
+    "uri": MAX_URI_LENGTH,
+    **dict.fromkeys(FREE_TEXT_FIELDS, MAX_TEXT_LENGTH),
+}
+# Unicode's control characters (category Cc), a set that never changes: C0, DEL and C1.
+# PostgreSQL refuses U+0000 in text; the others forge lines in logs and terminals.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_FREE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # \t and \n allowed
+# Timestamps: after the Unix epoch (the platform has no earlier facts) and before 2200.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+_LATEST_SECONDS = int((LATEST_TIME - EARLIEST_TIME).total_seconds())
+_NANOS_PER_SECOND = 1_000_000_000
+_TIMESTAMP = Timestamp.DESCRIPTOR.full_name
 
 
 class FactValidationError(ValueError):
@@ -30,6 +73,38 @@ class FactValidationError(ValueError):
         super().__init__(f"{subject} is invalid: " + "; ".join(problems))
 
 
+def text_problem(path: str, value: str, field_name: str | None = None) -> str | None:
+    """What is wrong with a string for the field `field_name` (default: the last part of
+    `path`), or None: too long, or a control character where the field does not allow
+    one. Also what the edges (gRPC, the CLIs) check before anything is published."""
+    name = field_name or path.rpartition(".")[2]
+    limit = _MAX_LENGTH_BY_FIELD.get(name, MAX_ID_LENGTH)
+    if len(value) > limit:
+        return f"{path} must be at most {limit} characters, got {len(value)}"
+    free_text = name in FREE_TEXT_FIELDS
+    control = (_CONTROL_IN_FREE_TEXT if free_text else _CONTROL).search(value)
+    if control is not None:
+        allowed = (
+            "only line breaks and tabs are allowed in it"
+            if free_text
+            else "it must be one line of printable text"
+        )
+        return (
+            f"{path} contains the control character U+{ord(control.group()):04X} at "
+            f"position {control.start()}: {allowed}"
+        )
+    return None
+
+
+def as_free_text(value: str, field_name: str = "reason") -> str:
+    """`value` made fit for a free-text field: control characters other than line breaks
+    and tabs replaced by U+FFFD, cut to the field's length. For text a program writes
+    (an error message quoted as a reason), which must never make its own fact invalid."""
+    limit = _MAX_LENGTH_BY_FIELD.get(field_name, MAX_ID_LENGTH)
+    cleaned = _CONTROL_IN_FREE_TEXT.sub("\ufffd", value)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "\u2026"
+
+
 class _Problems(list[str]):
     """Collects rule violations with field-path-first wording."""
 
@@ -38,8 +113,6 @@ class _Problems(list[str]):
             value = getattr(message, field)
             if value in ("", 0) or (hasattr(value, "__len__") and len(value) == 0):
                 self.append(f"{field} is required")
-            elif isinstance(value, str) and len(value) > MAX_ID_LENGTH and field.endswith("_id"):
-                self.append(f"{field} must be at most {MAX_ID_LENGTH} characters")
 
     def sha256(self, path: str, value: str) -> None:
         if not _HEX_SHA256.match(value):
@@ -50,14 +123,28 @@ class _Problems(list[str]):
             self.append(f"currency must be a 3-letter ISO 4217 code such as 'USD', got {value!r}")
 
     def period(self, value: str) -> None:
-        if not _PERIOD.fullmatch(value):
+        if not PERIOD_PATTERN.fullmatch(value):
             self.append(
                 f"period must be a calendar month 'YYYY-MM' such as '2026-11', got {value!r}"
+            )
+        elif not FIRST_PERIOD <= value <= LAST_PERIOD:
+            self.append(
+                f"period {value} is outside the months the platform accepts "
+                f"({FIRST_PERIOD} to {LAST_PERIOD}); check the year"
             )
 
     def timestamp_set(self, path: str, stamp: Timestamp) -> None:
         if stamp.seconds <= 0 and stamp.nanos == 0:
             self.append(f"{path} is required (a time after 1970-01-01)")
+
+    def timestamp_in_range(self, path: str, stamp: Timestamp) -> None:
+        if not 0 <= stamp.nanos < _NANOS_PER_SECOND:
+            self.append(f"{path}.nanos must be 0 to 999999999, got {stamp.nanos}")
+        elif not 0 <= stamp.seconds < _LATEST_SECONDS:
+            self.append(
+                f"{path} must lie between {EARLIEST_TIME:%Y-%m-%d} and "
+                f"{LATEST_TIME:%Y-%m-%d} (UTC), got {stamp.seconds} seconds since the epoch"
+            )
 
     def enum_set(self, message: Message, field: str) -> None:
         if getattr(message, field) == 0:
@@ -65,12 +152,116 @@ class _Problems(list[str]):
             choices = ", ".join(v.name for v in enum.values if v.number != 0)
             self.append(f"{field} must be set to one of {choices}")
 
+    def enum_known(self, path: str, field: FieldDescriptor, value: int) -> None:
+        enum = field.enum_type
+        if value not in enum.values_by_number:
+            choices = ", ".join(f"{v.name} ({v.number})" for v in enum.values if v.number != 0)
+            self.append(f"{path} is {value}, which is not a {enum.name}: use one of {choices}")
+
+    def text(self, path: str, value: str, field_name: str) -> None:
+        problem = text_problem(path, value, field_name)
+        if problem is not None:
+            self.append(problem)
+
     def unique(self, path: str, values: Iterable[str]) -> None:
         seen: set[str] = set()
         for value in values:
             if value in seen:
                 self.append(f"{path} lists {value!r} more than once")
             seen.add(value)
+
+
+# A field's check: (its value, the path of the message holding it, the problems).
+_FieldCheck = Callable[[object, str, "_Problems"], None]
+# Each message type's checks by field number, built once: validation runs on every fact
+# every service reads, so the common case (nothing wrong) costs a few comparisons.
+_CHECKS: dict[str, dict[int, _FieldCheck]] = {}
+
+
+def _check_fields(message: Message, prefix: str, p: _Problems) -> None:
+    """The general rules (see the module's docstring) on every field set in `message` and,
+    recursively, in the messages it holds. `prefix` is the path of `message` in problems."""
+    descriptor = message.DESCRIPTOR
+    checks = _CHECKS.get(descriptor.full_name)
+    if checks is None:
+        checks = _CHECKS[descriptor.full_name] = {
+            field.number: _field_check(field) for field in descriptor.fields
+        }
+    for field, value in message.ListFields():
+        checks[field.number](value, prefix, p)
+
+
+def _field_check(field: FieldDescriptor) -> _FieldCheck:
+    if field.containing_oneof is not None and field.containing_oneof.name == "payload":
+        # The envelope's payload is phrased as the fact's own fields: "role", not
+        # "principal_registered.role".
+        return lambda value, prefix, p: _check_fields(value, "", p)
+    name = field.name
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        check_key = _value_check(field.message_type.fields_by_name["key"], name)
+        check_value = _value_check(field.message_type.fields_by_name["value"], name)
+
+        def check_map(entries, prefix, p):
+            for key, item in entries.items():
+                check_key(key, prefix, " key", p)
+                check_value(item, prefix, f"[{key!r}]", p)
+
+        return check_map
+    check = _value_check(field, name)
+    if field.is_repeated:
+
+        def check_each(values, prefix, p):
+            for index, value in enumerate(values):
+                check(value, prefix, f"[{index}]", p)
+
+        return check_each
+    return lambda value, prefix, p: check(value, prefix, "", p)
+
+
+def _value_check(field: FieldDescriptor, name: str) -> Callable[..., None]:
+    """A check of one value of `field`, reported as prefix + name + suffix."""
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        limit = _MAX_LENGTH_BY_FIELD.get(name, MAX_ID_LENGTH)
+        control = _CONTROL_IN_FREE_TEXT if name in FREE_TEXT_FIELDS else _CONTROL
+
+        def check_text(value, prefix, suffix, p):
+            if len(value) > limit or control.search(value):
+                p.text(f"{prefix}{name}{suffix}", value, name)
+
+        return check_text
+    if kind == FieldDescriptor.TYPE_ENUM:
+        defined = frozenset(field.enum_type.values_by_number)
+
+        def check_enum(value, prefix, suffix, p):
+            if value not in defined:
+                p.enum_known(f"{prefix}{name}{suffix}", field, value)
+
+        return check_enum
+    if kind in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
+
+        def check_count(value, prefix, suffix, p):
+            if value > INT64_MAX:
+                p.append(
+                    f"{prefix}{name}{suffix} ({value}) must fit a signed 64-bit integer "
+                    f"(at most {INT64_MAX})"
+                )
+
+        return check_count
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name == _TIMESTAMP:
+
+            def check_time(stamp, prefix, suffix, p):
+                if not (0 <= stamp.seconds < _LATEST_SECONDS and 0 <= stamp.nanos < 10**9):
+                    p.timestamp_in_range(f"{prefix}{name}{suffix}", stamp)
+
+            return check_time
+
+        def check_message(value, prefix, suffix, p):
+            _check_fields(value, f"{prefix}{name}{suffix}.", p)
+
+        return check_message
+    return lambda value, prefix, suffix, p: None
 
 
 def _contribution_received(fact: contribution_pb2.ContributionReceived, p: _Problems) -> None:
@@ -136,7 +327,10 @@ def _agreement_published(fact: consumer_pb2.AgreementPublished, p: _Problems) ->
     p.enum_set(fact, "weighting_rule")
     p.timestamp_set("effective_from", fact.effective_from)
     if fact.HasField("effective_until") and (
-        fact.effective_until.ToNanoseconds() <= fact.effective_from.ToNanoseconds()
+        # Compared as numbers: ToNanoseconds() raises for a time protobuf cannot represent,
+        # and validation must answer every fact with a list of problems, never a crash.
+        (fact.effective_until.seconds, fact.effective_until.nanos)
+        <= (fact.effective_from.seconds, fact.effective_from.nanos)
     ):
         p.append("effective_until must be later than effective_from")
     p.currency(fact.currency)
@@ -224,6 +418,11 @@ def _principal_registered(fact: identity_pb2.PrincipalRegistered, p: _Problems) 
     p.sha256("api_key_sha256", fact.api_key_sha256)
 
 
+def _principal_revoked(fact: identity_pb2.PrincipalRevoked, p: _Problems) -> None:
+    p.required(fact, "principal_id")
+    p.sha256("api_key_sha256", fact.api_key_sha256)
+
+
 def _snapshot_exported(fact: consumer_pb2.SnapshotExported, p: _Problems) -> None:
     p.required(fact, "export_id", "consumer_id", "snapshot_id")
     p.sha256("merkle_root", fact.merkle_root)
@@ -275,9 +474,32 @@ _VALIDATORS: dict[str, Callable[[Message, _Problems], None]] = {
     "snapshot.exported": _snapshot_exported,
     "key.registered": _key_registered,
     "reference.registered": _reference_registered,
+    "principal.revoked": _principal_revoked,
 }
 if set(_VALIDATORS) != set(BY_EVENT_TYPE):  # a new fact type must come with its rules
     raise RuntimeError("validation rules and the fact registry list different fact types")
+
+
+def _payout_issued_after_its_period_began(envelope: Envelope, p: _Problems) -> None:
+    """A payout run settles only periods that have begun (services.payout.projection), so a
+    payout.issued fact dated before its period's first day is not one a run wrote. Judged
+    by the fact's own occurred_at, so the answer is the same on every replay."""
+    fact = envelope.payout_issued
+    if not PERIOD_PATTERN.fullmatch(fact.period) or not FIRST_PERIOD <= fact.period <= LAST_PERIOD:
+        return  # reported by the period rule
+    start, _ = period_bounds(fact.period)
+    stamp = envelope.occurred_at
+    if 0 <= stamp.seconds < _LATEST_SECONDS and stamp.seconds < int(start.timestamp()):
+        p.append(
+            f"period {fact.period} had not begun when the payout was issued (occurred_at "
+            f"{stamp.ToJsonString()}): a payout run settles only periods that have begun"
+        )
+
+
+# Rules that need the envelope as well as the payload.
+_ENVELOPE_RULES: dict[str, Callable[[Envelope, _Problems], None]] = {
+    "payout.issued": _payout_issued_after_its_period_began,
+}
 
 
 def validate_envelope(envelope: Envelope) -> None:
@@ -308,5 +530,8 @@ def validate_envelope(envelope: Envelope) -> None:
                 f"key {envelope.key!r} must equal the payload's {spec.key_field} {expected_key!r}"
             )
         _VALIDATORS[spec.event_type](payload, problems)
+        if spec.event_type in _ENVELOPE_RULES:
+            _ENVELOPE_RULES[spec.event_type](envelope, problems)
+    _check_fields(envelope, "", problems)
     if problems:
         raise FactValidationError(subject, list(problems))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
@@ -550,6 +551,29 @@ class _Stream:
 # Format scanners
 
 
+def _declared_text_bytes(parquet: pq.ParquetFile) -> int:
+    """The text column's size after page decompression, as the file's metadata states it
+    (dictionaries and run lengths not expanded): a lower bound of the decoded text that
+    refuses a compression bomb before a single page is read."""
+    metadata = parquet.metadata
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == "text"]
+    return sum(
+        metadata.row_group(group).column(leaf).total_uncompressed_size
+        for group in range(metadata.num_row_groups)
+        for leaf in leaves
+    )
+
+
+def _text_bytes(column: pa.Array) -> int:
+    """The UTF-8 bytes of a string column's values, as a reader of the documents gets
+    them: a dictionary column is measured through its indices, without expanding it."""
+    if pa.types.is_dictionary(column.type):
+        lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
+    else:
+        lengths = pc.binary_length(column)
+    return pc.sum(lengths).as_py() or 0
+
+
 class _Scan:
     """One pass over an upload. ``run()`` yields document batches: counts or lists of texts."""
 
@@ -814,6 +838,32 @@ class _Scan:
 
     # -- PARQUET --------------------------------------------------------------------------------
 
+    def _check_parquet_decoded(self, decoded: int, upload_bytes: int, declared: bool) -> None:
+        """Refuse a Parquet file whose text decodes past the limits: more than
+        max_decompressed_bytes, or (beyond ratio_check_floor_bytes) more than
+        max_compression_ratio times the upload's size. Parquet compresses inside the file
+        (page codecs, dictionaries, run lengths), so this is measured on the decoded text,
+        not on the file: the same 200:1 rule as gzip and zstd uploads."""
+        limits = self._limits
+        what = (
+            "the Parquet file's metadata says its text column decodes to"
+            if declared
+            else "the Parquet file's text column decodes to"
+        )
+        if decoded > limits.max_decompressed_bytes:
+            raise UploadTooLarge(
+                f"{what} more than {limits.max_decompressed_bytes} bytes, the maximum "
+                "accepted: split the dataset into several uploads"
+            )
+        if (
+            decoded > limits.ratio_check_floor_bytes
+            and decoded > limits.max_compression_ratio * upload_bytes
+        ):
+            raise UploadTooLarge(
+                f"{what} more than {decoded} bytes (ratio > {limits.max_compression_ratio}:1 "
+                f"of its {upload_bytes} bytes): refusing a possible decompression bomb"
+            )
+
     def _parquet(self) -> Iterator[int | list[str]]:
         source: object
         raw = self._raw
@@ -848,6 +898,8 @@ class _Scan:
             buffer.seek(0)
             source = buffer
         hint = _sniff_hint(self._stream.prefix)
+        # What the upload weighed as it arrived: the file, or the gzip/zstd stream it came in.
+        upload_bytes = self._parquet_size if self._parquet_size else self._stream.compressed_bytes
         try:
             parquet = pq.ParquetFile(source)
             schema = parquet.schema_arrow
@@ -873,8 +925,14 @@ class _Scan:
                 "(Arrow string or large_string, Parquet UTF8/STRING): store the documents' text "
                 "as strings"
             )
+        self._check_parquet_decoded(_declared_text_bytes(parquet), upload_bytes, declared=True)
+        # The text column is read as dictionary indices (where the file stores it so), so a
+        # value repeated a million times is measured batch by batch, never expanded first.
+        source.seek(0)
+        parquet = pq.ParquetFile(source, read_dictionary=["text"])
         rows = 0
         documents = 0
+        decoded = 0
         with_ids = self._want_ids and "id" in names
         batches = parquet.iter_batches(
             columns=["text", "id"] if with_ids else ["text"], batch_size=_PARQUET_BATCH_ROWS
@@ -896,6 +954,8 @@ class _Scan:
                     f'the Parquet "text" column holds invalid data in rows {rows} to '
                     f"{rows + len(column) - 1} (0-based): {exc}; the text must be valid UTF-8"
                 ) from None
+            decoded += _text_bytes(column)
+            self._check_parquet_decoded(decoded, upload_bytes, declared=False)
             present = len(column) - column.null_count
             rows += len(column)
             documents += present

@@ -30,7 +30,7 @@ from services.common.migrations import migrate_schema
 from services.common.telemetry import configure_tracing
 from services.ingest import formats, projection
 from services.ingest.receipts import key_id_of, load_signer
-from services.ingest.servicer import IngestServicer
+from services.ingest.servicer import IngestServicer, InternalErrorInterceptor
 from services.ingest.terms import accepted_terms
 from services.ingest.upload import UploadContext
 from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -162,10 +162,11 @@ async def _run(
     ingest: IngestSettings, servicer, consumer: FactConsumer, lag: ConsumerLagMonitor, stop
 ) -> int:
     server = grpc.aio.server(
+        interceptors=[InternalErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", 8 << 20),
             ("grpc.max_send_message_length", 8 << 20),
-        ]
+        ],
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

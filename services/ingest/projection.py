@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, payload_of
 from services.common.identity import ROLE_NAMES, Principal
 from services.ingest.receipts import ReceiptSigner
@@ -20,6 +21,7 @@ from tt.ingest.v1 import ingest_pb2
 SCHEMA = "ingest"
 EVENT_TYPES = (
     "principal.registered",
+    "principal.revoked",
     "contribution.received",
     "contribution.processed",
     "contribution.withdrawn",
@@ -37,17 +39,9 @@ class Projector:
     async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
         fact = payload_of(envelope)
         if envelope.event_type == "principal.registered":
-            await conn.execute(
-                "INSERT INTO principals (principal_id, role, name, api_key_sha256, "
-                "api_key_prefix, registered_at) VALUES ($1, $2, $3, $4, $5, $6) "
-                "ON CONFLICT (principal_id) DO NOTHING",
-                fact.principal_id,
-                ROLE_NAMES[fact.role],
-                fact.name,
-                fact.api_key_sha256,
-                fact.api_key_prefix,
-                envelope.occurred_at.ToDatetime(tzinfo=UTC),
-            )
+            await record_registered(conn, envelope)
+        elif envelope.event_type == "principal.revoked":
+            await record_revoked(conn, envelope)
         elif envelope.event_type == "contribution.received":
             await record_received(conn, envelope, self.signer)
         elif envelope.event_type == "contribution.processed":
@@ -61,6 +55,74 @@ class Projector:
         elif envelope.event_type == "contribution.withdrawn":
             await record_withdrawn(conn, envelope)
         return []
+
+
+def role_name(role: int) -> str:
+    """The role's name, or a refusal: the schema defines no other roles, and a principal
+    of an unknown role would be let in by no check or by the wrong one."""
+    try:
+        return ROLE_NAMES[role]
+    except KeyError:
+        raise PermanentFactError(
+            f"role {role} is not a role of the platform ({', '.join(ROLE_NAMES.values())})"
+        ) from None
+
+
+async def record_registered(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    """A principal and its key, unless the key or the principal was revoked already (a
+    revocation may be read before the registration it revokes; revocation is final)."""
+    fact = payload_of(envelope)
+    role = role_name(fact.role)
+    owner = await conn.fetchval(
+        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
+    )
+    if owner is not None and owner != fact.principal_id:
+        raise PermanentFactError(
+            f"the API key {fact.api_key_prefix or '(no prefix)'} already belongs to principal "
+            f"{owner}; a key identifies one principal"
+        )
+    await conn.execute(
+        "INSERT INTO principals (principal_id, role, name, api_key_sha256, "
+        "api_key_prefix, registered_at) SELECT $1, $2, $3, $4, $5, $6 "
+        "WHERE NOT EXISTS (SELECT 1 FROM revoked_keys WHERE api_key_sha256 = $4 "
+        "OR principal_id = $1) "
+        "ON CONFLICT (principal_id) DO NOTHING",
+        fact.principal_id,
+        role,
+        fact.name,
+        fact.api_key_sha256,
+        fact.api_key_prefix,
+        envelope.occurred_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+async def record_revoked(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    """Forget the key's principal for authentication, and remember the revocation."""
+    fact = payload_of(envelope)
+    owner = await conn.fetchval(
+        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
+    )
+    if owner is not None and owner != fact.principal_id:
+        raise PermanentFactError(
+            f"the revoked key {fact.api_key_prefix or '(no prefix)'} belongs to principal "
+            f"{owner}, not {fact.principal_id}: name the principal that holds the key"
+        )
+    await conn.execute(
+        "INSERT INTO revoked_keys (api_key_sha256, principal_id, api_key_prefix, reason, "
+        "revoked_at, event_id) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (api_key_sha256) DO NOTHING",
+        fact.api_key_sha256,
+        fact.principal_id,
+        fact.api_key_prefix,
+        fact.reason,
+        envelope.occurred_at.ToDatetime(tzinfo=UTC),
+        envelope.event_id,
+    )
+    await conn.execute(
+        "DELETE FROM principals WHERE principal_id = $1 OR api_key_sha256 = $2",
+        fact.principal_id,
+        fact.api_key_sha256,
+    )
 
 
 def receipt_for(envelope: Envelope, signer: ReceiptSigner) -> ingest_pb2.UploadReceipt:

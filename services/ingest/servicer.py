@@ -1,11 +1,19 @@
-"""The IngestService gRPC servicer: authenticate, authorise, call the core, map errors."""
+"""The IngestService gRPC servicer: authenticate, authorise, call the core, map errors.
+
+Every string a client sends is checked before it is used or published (ids, reasons,
+upload metadata: see upload.py), so nothing any reader of the log would refuse is ever
+put on it. An unexpected error never reaches the client as text: InternalErrorInterceptor
+answers INTERNAL with a generic message and a correlation id, and logs the details.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import functools
+import inspect
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +32,7 @@ from services.common.identity import (
     with_article,
 )
 from services.common.ids import derived_id
+from services.common.validation import FactValidationError, text_problem, validate_envelope
 from services.ingest import projection
 from services.ingest.receipts import ReceiptSigner
 from services.ingest.upload import UploadContext, UploadFailure, accept_upload
@@ -80,6 +89,75 @@ def _database_unavailable_is_unavailable(method):
             )
 
     return rpc
+
+
+class InternalErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every method of the server (IngestService, health, reflection): an exception
+    other than a deliberate abort is logged with a fresh correlation id and answered
+    INTERNAL with a generic message naming that id; its text never reaches the client,
+    which gRPC would otherwise send ("Unexpected <class ...>: ...")."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
+            behaviour = getattr(handler, kind)
+            if behaviour is None:
+                continue
+            if inspect.isasyncgenfunction(behaviour):
+                wrapped = _guard_stream(behaviour, method)
+            elif inspect.iscoroutinefunction(behaviour):
+                wrapped = _guard(behaviour, method)
+            else:
+                return handler  # a synchronous behaviour: not used by this server
+            return handler._replace(**{kind: wrapped})
+        return handler
+
+
+async def _internal(context, method: str, error: BaseException):
+    correlation_id = uuid.uuid4().hex
+    log.error("%s failed (correlation id %s)", method, correlation_id, exc_info=error)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"the platform failed to answer; quote correlation id {correlation_id} when you report it",
+        trailing_metadata=(("tt-correlation-id", correlation_id),),
+    )
+
+
+def _guard(behaviour, method: str):
+    @functools.wraps(behaviour)
+    async def guarded(request, context):
+        try:
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _internal(context, method, error)
+
+    return guarded
+
+
+def _guard_stream(behaviour, method: str):
+    @functools.wraps(behaviour)
+    async def guarded(request, context):
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _internal(context, method, error)
+
+    return guarded
+
+
+async def _check_text(context, field: str, value: str) -> None:
+    """INVALID_ARGUMENT for a string no fact (and no table) could hold."""
+    problem = text_problem(field, value)
+    if problem is not None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -161,6 +239,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
 
     async def _withdraw(self, context, principal, request):
+        await _check_text(context, "reason", request.reason)
         contribution = await self._own(context, principal, request.contribution_id)
         now = datetime.now(UTC)
         effective = (
@@ -188,6 +267,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             recorded_at=now,
         )
         try:
+            validate_envelope(envelope)
+        except FactValidationError as error:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the withdrawal cannot be recorded: {'; '.join(error.problems)}",
+            )
+        try:
             await self.producer.publish(envelope)
         except KafkaError as error:
             await context.abort(
@@ -209,6 +295,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
 
     async def _own(self, context, principal, contribution_id) -> ingest_pb2.Contribution:
+        await _check_text(context, "contribution_id", contribution_id)
         contribution = await projection.get_contribution(
             self.pool, principal.principal_id, contribution_id
         )
@@ -244,7 +331,10 @@ async def _parse_page_token(context, token: str) -> tuple[datetime, str] | None:
         return None
     try:
         moment, _, contribution_id = base64.urlsafe_b64decode(token).decode().partition("|")
-        return datetime.fromisoformat(moment), contribution_id
+        after = datetime.fromisoformat(moment)
+        if after.tzinfo is None or text_problem("contribution_id", contribution_id):
+            raise ValueError("not a token of ours")
+        return after, contribution_id
     except ValueError:
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,

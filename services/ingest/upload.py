@@ -33,6 +33,11 @@ from services.common.bus import FactProducer
 from services.common.facts import make_envelope
 from services.common.identity import Principal
 from services.common.ids import derived_id
+from services.common.validation import (
+    MAX_FILE_NAME_LENGTH,
+    FactValidationError,
+    validate_envelope,
+)
 from services.ingest import formats
 from services.ingest.projection import (
     StoredUpload,
@@ -50,6 +55,7 @@ log = logging.getLogger(__name__)
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_DATASET_NAME = 200
+MAX_FILE_NAME = MAX_FILE_NAME_LENGTH
 MAX_CHUNKS_IN_FLIGHT = 8
 _FORMATS = {
     contribution_pb2.DATASET_FORMAT_TEXT: "TEXT (plain UTF-8, one document)",
@@ -181,14 +187,16 @@ def _check_metadata(meta: ingest_pb2.UploadMetadata, ctx: UploadContext) -> tupl
             "'.', '_', ':' or '-'"
         )
     name = meta.dataset_name.strip()
-    if (
-        not name
-        or len(name) > MAX_DATASET_NAME
-        or any(unicodedata.category(ch).startswith("C") for ch in name)
-    ):
+    if not name or len(name) > MAX_DATASET_NAME or not _printable(name):
         problems.append(
             f"dataset_name must be 1-{MAX_DATASET_NAME} printable characters, "
-            f"got {meta.dataset_name!r}"
+            f"got {meta.dataset_name[:MAX_DATASET_NAME]!r}"
+        )
+    if len(meta.file_name) > MAX_FILE_NAME or not _printable(meta.file_name):
+        problems.append(
+            f"file_name must be at most {MAX_FILE_NAME} printable characters (no control "
+            f"or format characters such as NUL or a line break), got "
+            f"{meta.file_name[:MAX_FILE_NAME]!r}; send the file's own name, or none"
         )
     if meta.declared_sha256 and not _SHA256.match(meta.declared_sha256):
         problems.append("declared_sha256 must be 64 lower-case hex characters")
@@ -220,6 +228,12 @@ def _check_metadata(meta: ingest_pb2.UploadMetadata, ctx: UploadContext) -> tupl
             f"{ctx.max_upload_bytes} bytes; split the dataset into several uploads",
         )
     return dataset_format, compression
+
+
+def _printable(text: str) -> bool:
+    """No character of Unicode's "Other" categories: control (NUL, line breaks), format
+    (bidirectional overrides, which disguise a name), surrogate, private use, unassigned."""
+    return not any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
 async def _receive_chunks(
@@ -388,13 +402,20 @@ def _received_fact(
     fact.accepted_terms.terms_id = meta.terms_id
     fact.accepted_terms.terms_sha256 = meta.terms_sha256
     fact.accepted_terms.accepted_at.FromDatetime(now)
-    return make_envelope(
+    envelope = make_envelope(
         fact,
         event_id=derived_id("contribution.received", contribution_id),
         producer="ingest",
         occurred_at=now,
         recorded_at=now,
     )
+    # The checks above are the ones a person gets told about; this is the backstop that
+    # keeps anything every reader would dead-letter from being published at all.
+    try:
+        validate_envelope(envelope)
+    except FactValidationError as error:
+        raise _invalid(f"the upload cannot be recorded: {'; '.join(error.problems)}") from None
+    return envelope
 
 
 async def _publish(producer: FactProducer, envelope) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from services.common.bus import PermanentFactError
+from services.common.db import describe_refusal, refused_by_database
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.ids import derived_id
 from services.common.money import (
@@ -358,39 +359,62 @@ async def parked_revenue(conn: asyncpg.Connection) -> list[str]:
 
 async def release(conn: asyncpg.Connection, revenue_ids: Sequence[str]) -> int:
     """Try to allocate each parked revenue event, each in its own transaction. Returns
-    how many left the parked state. Safe to run concurrently with itself (row locks)."""
+    how many left the parked state. Safe to run concurrently with itself (row locks).
+
+    A revenue event whose allocation PostgreSQL refuses to store (a value out of range,
+    a violated constraint: services.common.db.refused_by_database) is rejected with that
+    reason in a transaction of its own, rather than stopping the releaser on every
+    restart; the same facts give the same refusal on every replay."""
     released = 0
     for revenue_id in revenue_ids:
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM revenue WHERE revenue_id = $1 AND status = 'parked' FOR UPDATE",
-                revenue_id,
-            )
-            if row is None:
-                continue
-            try:
-                if row["kind"] == "recorded":
-                    await _allocate_recorded(conn, row)
-                else:
-                    await _allocate_adjustment(conn, row)
-                released += 1
-            except _Waiting as waiting:
-                if row["status_reason"] != f"waiting for {waiting}":
-                    await conn.execute(
-                        "UPDATE revenue SET status_reason = $2 WHERE revenue_id = $1",
-                        revenue_id,
-                        f"waiting for {waiting}",
-                    )
-            except _Rejected as rejected:
-                log.warning("revenue %s rejected: %s", revenue_id, rejected)
+        try:
+            released += await _release_one(conn, revenue_id)
+        except Exception as error:
+            if not refused_by_database(error):
+                raise
+            reason = f"its allocation cannot be stored: {describe_refusal(error)}"
+            log.warning("revenue %s rejected: %s", revenue_id, reason)
+            async with conn.transaction():
                 await conn.execute(
                     "UPDATE revenue SET status = 'rejected', status_reason = $2 "
-                    "WHERE revenue_id = $1",
+                    "WHERE revenue_id = $1 AND status = 'parked'",
                     revenue_id,
-                    str(rejected),
+                    reason,
                 )
-                released += 1
+            released += 1
     return released
+
+
+async def _release_one(conn: asyncpg.Connection, revenue_id: str) -> int:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT * FROM revenue WHERE revenue_id = $1 AND status = 'parked' FOR UPDATE",
+            revenue_id,
+        )
+        if row is None:
+            return 0
+        try:
+            if row["kind"] == "recorded":
+                await _allocate_recorded(conn, row)
+            else:
+                await _allocate_adjustment(conn, row)
+            return 1
+        except _Waiting as waiting:
+            if row["status_reason"] != f"waiting for {waiting}":
+                await conn.execute(
+                    "UPDATE revenue SET status_reason = $2 WHERE revenue_id = $1",
+                    revenue_id,
+                    f"waiting for {waiting}",
+                )
+            return 0
+        except _Rejected as rejected:
+            log.warning("revenue %s rejected: %s", revenue_id, rejected)
+            await conn.execute(
+                "UPDATE revenue SET status = 'rejected', status_reason = $2 WHERE revenue_id = $1",
+                revenue_id,
+                str(rejected),
+            )
+            return 1
 
 
 async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> None:

@@ -25,20 +25,19 @@ happened to arrive first.
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice, pairwise, repeat
 from operator import eq, floordiv, itemgetter, lt, mod, mul, neg
 from typing import NamedTuple
 
 import numpy as np
 
+from services.common import periods
 from services.common.money import BPS_PER_UNIT, INT64_MAX, micros_per_minor
 
-_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 WEIGHT_PER_TOKEN = {1: 1}  # WeightingRule -> multiplier; ACCEPTED_TOKENS = 1
 
 
@@ -50,13 +49,12 @@ class AllocationError(ValueError):
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month 'YYYY-MM' (ASCII digits) in UTC."""
-    if not isinstance(period, str) or not _PERIOD.fullmatch(period):
-        raise AllocationError(f"period must be a month written YYYY-MM, got {period!r}")
-    year, month = int(period[:4]), int(period[5:])
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+    """[start, end) of a calendar month 'YYYY-MM' (ASCII digits) in UTC, between
+    periods.FIRST_PERIOD and periods.LAST_PERIOD (services.common.periods)."""
+    try:
+        return periods.period_bounds(period)
+    except periods.PeriodError as error:
+        raise AllocationError(str(error)) from None
 
 
 # -- the pool ----------------------------------------------------------------------------

@@ -11,8 +11,13 @@ authorised by role:
 | operator | everything, and starts payout runs |
 
 A contributor asking for another contributor's data gets 404, exactly as for data that
-does not exist. Errors are JSON: {"error": {"code": ..., "message": ...}} with a message a
-person can act on. OpenAPI: /docs and /openapi.json.
+does not exist; a consumer sees the revenue of its own agreements only. Errors are JSON:
+{"error": {"code": ..., "message": ...}} with a message a person can act on; an id or a
+period the platform could never hold (a control character, an overlong value, a month
+outside 2000-01..2199-12) is a 400, never a 500. Every response says `Cache-Control:
+no-store` (static files aside) and `X-Content-Type-Options: nosniff`; CSV cells that a
+spreadsheet would read as a formula are neutralised. OpenAPI: /docs and /openapi.json.
+The service's metrics are not here: they are served on TT_METRICS_ADDRESS (see main).
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.db import FACT_REFUSED_BY_DATABASE, describe_refusal, refused_by_database
 from services.common.identity import (
     Principal,
     api_key_from_authorization,
@@ -38,10 +47,15 @@ from services.common.identity import (
     with_article,
 )
 from services.common.money import format_micros, format_minor
-from services.ledger.rules import AllocationError, period_bounds
+from services.common.periods import PeriodError, check_period
+from services.common.validation import MAX_ID_LENGTH
 from services.payout import projection
 
+log = logging.getLogger(__name__)
 PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# An id in a path or a query: one line of printable text, as every fact's ids are
+# (services.common.validation), so a value no fact could carry never reaches a query.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
 class ApiError(HTTPException):
@@ -53,15 +67,27 @@ def _error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+def _accepted_period(period: str) -> str:
+    """A period within the accepted months, or a ValueError FastAPI turns into a 400."""
+    try:
+        return check_period(period)
+    except PeriodError as error:
+        raise ValueError(str(error)) from None
+
+
 class PayoutRunRequest(BaseModel):
-    period: str = Field(pattern=PERIOD_PATTERN, examples=["2026-11"])
+    period: Annotated[
+        str, Field(pattern=PERIOD_PATTERN, examples=["2026-11"]), AfterValidator(_accepted_period)
+    ]
 
 
 async def lookup_principal(pool: asyncpg.Pool, api_key: str | None) -> Principal | None:
+    """The principal holding `api_key`, unless the key is unknown or revoked."""
     if not api_key:
         return None
     row = await pool.fetchrow(
-        "SELECT principal_id, role, name FROM principals WHERE api_key_sha256 = $1",
+        "SELECT principal_id, role, name FROM principals WHERE api_key_sha256 = $1 "
+        "AND revoked_at IS NULL",
         api_key_sha256(api_key),
     )
     return Principal(row["principal_id"], row["role"], row["name"]) if row else None
@@ -113,7 +139,77 @@ Staff = Annotated[Principal, Depends(require("operator", "auditor"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Aggregates = Annotated[Principal, Depends(require("consumer", "operator", "auditor"))]
 Anyone = Annotated[Principal, Depends(current_principal)]
-Period = Annotated[str, Query(pattern=PERIOD_PATTERN, description="a month, YYYY-MM")]
+Period = Annotated[
+    str,
+    Query(pattern=PERIOD_PATTERN, description="a month, YYYY-MM"),
+    AfterValidator(_accepted_period),
+]
+PathPeriod = Annotated[str, Path(description="a month, YYYY-MM")]
+PathId = Annotated[str, Path(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+QueryId = Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+
+# Private responses: never stored by a browser or a proxy, never sniffed as another type.
+PRIVATE_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
+def internal_error_response(request: Request, error: BaseException) -> JSONResponse:
+    """A 500 that tells the caller nothing of the error but a correlation id, under which
+    the details are logged."""
+    correlation_id = uuid.uuid4().hex
+    log.error(
+        "unexpected error answering %s %s (correlation id %s)",
+        request.method,
+        request.url.path,
+        correlation_id,
+        exc_info=error,
+    )
+    return JSONResponse(
+        _error_body(
+            "internal",
+            f"the platform failed to answer; quote correlation id {correlation_id} when you "
+            "report it",
+        ),
+        status_code=500,
+        headers={"X-Correlation-Id": correlation_id},
+    )
+
+
+class PrivateResponseHeaders:
+    """ASGI middleware: every response carries PRIVATE_HEADERS (unless it set its own
+    Cache-Control), except the dashboard's static files, which are public and cacheable
+    (they still get nosniff). An exception no handler answered becomes a generic 500
+    here (internal_error_response), before it could reach the server's default page."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        public = scope["path"].startswith("/static/")
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in PRIVATE_HEADERS:
+                    if name in present or (public and name == b"cache-control"):
+                        continue
+                    headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            if started:
+                raise
+            response = internal_error_response(Request(scope), error)
+            await response(scope, receive, send_with_headers)
 
 
 def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = None) -> FastAPI:
@@ -130,6 +226,7 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
     app.state.pool = pool
     app.state.read_report = read_report
     app.state.ready = False
+    app.add_middleware(PrivateResponseHeaders)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -146,11 +243,30 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
         problems = []
         for item in error.errors():
             where = ".".join(str(part) for part in item["loc"] if part not in ("body", "query"))
-            message = item["msg"]
+            message = item["msg"].removeprefix("Value error, ")
             if "pattern" in message and ("period" in where or where.endswith("period")):
                 message = "must be a month written YYYY-MM, e.g. 2026-11"
+            elif "pattern" in message:
+                message = "must be one line of printable text"
             problems.append(f"{where}: {message}")
         return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=400)
+
+    async def refused_value(request: Request, error: Exception):
+        """A value PostgreSQL refuses is the request's fault: 400."""
+        if not refused_by_database(error):
+            return internal_error_response(request, error)
+        log.info("%s %s: %s", request.method, request.url.path, describe_refusal(error))
+        return JSONResponse(
+            _error_body(
+                "invalid_request",
+                "a value in the request cannot be stored or compared by the platform "
+                "(check the ids and periods for control characters and length)",
+            ),
+            status_code=400,
+        )
+
+    for refused in (*FACT_REFUSED_BY_DATABASE, asyncpg.ProgramLimitExceededError):
+        app.add_exception_handler(refused, refused_value)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
@@ -184,7 +300,7 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
         return {"contributions": [_contribution(row) for row in rows]}
 
     @app.get("/v1/me/contributions/{contribution_id}", tags=["me"])
-    async def my_contribution(contribution_id: str, principal: Contributor) -> dict:
+    async def my_contribution(contribution_id: PathId, principal: Contributor) -> dict:
         row = await pool.fetchrow(
             "SELECT * FROM contributions WHERE contribution_id = $1 AND contributor_id = $2",
             contribution_id,
@@ -217,12 +333,12 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
         return {"periods": await statement_periods(pool, principal.principal_id)}
 
     @app.get("/v1/me/statements/{period}", tags=["me"])
-    async def my_statement(period: str, principal: Contributor, format: str = "json") -> Any:
+    async def my_statement(period: PathPeriod, principal: Contributor, format: str = "json") -> Any:
         return await _statement_response(pool, principal.principal_id, period, format)
 
     @app.get("/v1/contributors/{contributor_id}/statements/{period}", tags=["platform"])
     async def contributor_statement(
-        contributor_id: str, period: str, principal: Staff, format: str = "json"
+        contributor_id: PathId, period: PathPeriod, principal: Staff, format: str = "json"
     ) -> Any:
         exists = await pool.fetchval(
             "SELECT 1 FROM principals WHERE principal_id = $1 AND role = 'contributor'",
@@ -234,7 +350,7 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
 
     @app.get("/v1/allocations", tags=["platform"])
     async def all_allocations(
-        principal: Staff, period: Period | None = None, revenue_id: str | None = None
+        principal: Staff, period: Period | None = None, revenue_id: QueryId = None
     ) -> dict:
         rows = await pool.fetch(
             "SELECT * FROM allocations WHERE ($1::text IS NULL OR period = $1) AND "
@@ -247,11 +363,18 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
 
     @app.get("/v1/revenue", tags=["platform"])
     async def revenue(principal: Aggregates) -> dict:
+        """Revenue events with their pools. A consumer sees those of its own agreements
+        only (an allocation whose agreement is not known here is shown to staff only)."""
+        consumer = principal.principal_id if principal.role == "consumer" else None
         rows = await pool.fetch(
-            "SELECT revenue_id, service_id, period, currency, max(pool_micros) AS pool_micros,"
-            " sum(allocated_micros) AS allocated_micros, count(*) AS contributions, "
-            "count(DISTINCT contributor_id) AS contributors FROM allocations "
-            "GROUP BY revenue_id, service_id, period, currency ORDER BY period, revenue_id"
+            "SELECT a.revenue_id, a.service_id, a.period, a.currency, "
+            "max(a.pool_micros) AS pool_micros, sum(a.allocated_micros) AS allocated_micros, "
+            "count(*) AS contributions, count(DISTINCT a.contributor_id) AS contributors "
+            "FROM allocations a LEFT JOIN agreements g ON g.agreement_id = a.agreement_id "
+            "WHERE $1::text IS NULL OR g.consumer_id = $1 "
+            "GROUP BY a.revenue_id, a.service_id, a.period, a.currency "
+            "ORDER BY a.period, a.revenue_id",
+            consumer,
         )
         return {
             "revenue": [
@@ -292,11 +415,9 @@ def create_app(pool: asyncpg.Pool, read_report: Callable[[str], dict] | None = N
 
 async def _statement_response(pool: asyncpg.Pool, contributor_id: str, period: str, fmt: str):
     try:
-        period_bounds(period)
-    except AllocationError:
-        raise ApiError(
-            400, "invalid_request", f"period must be a month written YYYY-MM, got {period!r}"
-        ) from None
+        check_period(period)
+    except PeriodError as error:
+        raise ApiError(400, "invalid_request", str(error)) from None
     if fmt not in ("json", "csv"):
         raise ApiError(400, "invalid_request", f"format must be json or csv, got {fmt!r}")
     async with pool.acquire() as conn:
@@ -310,9 +431,32 @@ async def _statement_response(pool: asyncpg.Pool, contributor_id: str, period: s
     )
 
 
+# A cell a spreadsheet would evaluate as a formula (OWASP's "CSV injection"): text that
+# begins with one of these. Integers are written as they are: "-1500" is a number.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a string that starts like a formula
+    gets a leading apostrophe. Numbers and empty cells are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class _SafeCsvWriter:
+    """csv.writer whose rows go through csv_cell: every CSV the API writes uses it."""
+
+    def __init__(self, out: io.StringIO):
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: list) -> None:
+        self._writer.writerow([csv_cell(value) for value in row])
+
+
 def statement_csv(body: dict) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _SafeCsvWriter(out)
     writer.writerow(
         [
             "currency",

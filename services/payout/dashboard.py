@@ -1,10 +1,15 @@
 """The contributor dashboard: server-rendered pages over the data the API serves.
 
-A contributor signs in once with its API key. The service then sets a session cookie
-holding a signed token (principal id and expiry, HMAC-SHA256 under a key of the
-dashboard's own), never the API key. The cookie is HttpOnly and SameSite=Strict, and
-the only state-changing requests (sign in, sign out) are POST forms, refused when their
-Origin is another site's: another site can neither read the session nor act with it.
+A contributor signs in once with its API key. The service then records a session on the
+server (table dashboard_sessions: an HMAC-SHA256 of a random 256-bit token under a key
+of the dashboard's own, the principal, an expiry 8 hours on) and sets a cookie holding
+the token, never the API key. Reading the table yields no usable cookie, and writing it
+mints none without the key. Signing
+out deletes the record, so the cookie is worthless from that moment, wherever a copy of
+it went; so does revoking the principal's key (principal.revoked). The cookie is
+HttpOnly and SameSite=Strict, and the only state-changing requests (sign in, sign out)
+are POST forms, refused when their Origin is another site's: another site can neither
+read the session nor act with it.
 
 Pages: /login, / (contributions, earnings over time, statements), /contributions/{id}
 (the preprocessing report), /statements/{period} (each allocation's basis, opening,
@@ -18,7 +23,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 from itertools import groupby
 from pathlib import Path
 
@@ -30,12 +34,14 @@ from fastapi.templating import Jinja2Templates
 
 from services.common.identity import Principal
 from services.common.money import format_micros, format_minor
-from services.ledger.rules import AllocationError, period_bounds
+from services.common.periods import PeriodError, check_period
 from services.payout import api, projection
 
 SESSION_COOKIE = "tt_session"
 SESSION_SECONDS = 8 * 3600
+SESSION_TOKEN_BYTES = 32
 SECRET_BYTES = 32
+MAX_TOKEN_LENGTH = 128
 HERE = Path(__file__).parent
 # Private pages: never cached, never framed, no script, forms post only to this origin.
 PAGE_HEADERS = {
@@ -49,26 +55,17 @@ PAGE_HEADERS = {
 router = APIRouter(include_in_schema=False)
 
 
-# -- the session token (pure) ---------------------------------------------------------
+# -- sessions -------------------------------------------------------------------------
 
 
-def sign_session(secret: bytes, principal_id: str, expires_at: int) -> str:
-    """A token naming the principal until `expires_at` (Unix seconds), signed with the secret."""
-    payload = f"{principal_id}.{expires_at}"
-    signature = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
-    return f"{payload}.{signature}"
+def new_session_token() -> str:
+    """A session token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
 
 
-def verify_session(secret: bytes, token: str, now: int) -> str | None:
-    """The principal id a token names, or None if it is forged, malformed or expired."""
-    signed, _, signature = token.rpartition(".")
-    principal_id, _, expires_at = signed.rpartition(".")
-    if not expires_at.isdigit():
-        return None
-    expected = sign_session(secret, principal_id, int(expires_at)).rpartition(".")[2]
-    if not hmac.compare_digest(signature, expected) or int(expires_at) <= now:
-        return None
-    return principal_id
+def session_digest(secret: bytes, token: str) -> str:
+    """What the server stores of a token: HMAC-SHA256 under the dashboard's key."""
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
 
 def session_secret_path() -> Path:
@@ -77,7 +74,7 @@ def session_secret_path() -> Path:
 
 
 def load_session_secret(path: Path) -> bytes:
-    """The signing key, created (32 random bytes, mode 0600) if missing. Created under a
+    """The session key, created (32 random bytes, mode 0600) if missing. Created under a
     temporary name and linked into place, so two processes starting at once agree."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +92,41 @@ def load_session_secret(path: Path) -> bytes:
     if len(secret) < SECRET_BYTES:
         raise RuntimeError(f"the dashboard session key {path} is shorter than 32 bytes")
     return secret
+
+
+async def start_session(pool, secret: bytes, principal_id: str) -> str:
+    """Record a session for the principal; returns its token (for the cookie only).
+    Expired sessions are removed on the way."""
+    token = new_session_token()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM dashboard_sessions WHERE expires_at <= now()")
+        await conn.execute(
+            "INSERT INTO dashboard_sessions (token_digest, principal_id, created_at, "
+            "expires_at) VALUES ($1, $2, now(), now() + make_interval(secs => $3))",
+            session_digest(secret, token),
+            principal_id,
+            SESSION_SECONDS,
+        )
+    return token
+
+
+async def end_session(pool, secret: bytes, token: str) -> None:
+    await pool.execute(
+        "DELETE FROM dashboard_sessions WHERE token_digest = $1", session_digest(secret, token)
+    )
+
+
+async def session_principal(pool, secret: bytes, token: str) -> Principal | None:
+    """The principal of a live session: recorded, not expired, key not revoked."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    row = await pool.fetchrow(
+        "SELECT p.principal_id, p.role, p.name FROM dashboard_sessions s "
+        "JOIN principals p ON p.principal_id = s.principal_id "
+        "WHERE s.token_digest = $1 AND s.expires_at > now() AND p.revoked_at IS NULL",
+        session_digest(secret, token),
+    )
+    return Principal(row["principal_id"], row["role"], row["name"]) if row else None
 
 
 # -- what the pages show (pure) -------------------------------------------------------
@@ -242,18 +274,10 @@ def _page(request: Request, template: str, status: int = 200, **context) -> Resp
 
 
 async def _signed_in(request: Request) -> Principal | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    principal_id = (
-        verify_session(request.app.state.dashboard_secret, token, int(time.time()))
-        if token
-        else None
+    state = request.app.state
+    return await session_principal(
+        state.pool, state.dashboard_secret, request.cookies.get(SESSION_COOKIE, "")
     )
-    if principal_id is None:
-        return None
-    row = await request.app.state.pool.fetchrow(
-        "SELECT principal_id, role, name FROM principals WHERE principal_id = $1", principal_id
-    )
-    return Principal(row["principal_id"], row["role"], row["name"]) if row else None
 
 
 async def _contributor(request: Request) -> Principal | Response:
@@ -297,11 +321,12 @@ async def login(request: Request) -> Response:
     if principal is None:
         error = "Enter your API key." if not key else "This API key is not known to the platform."
         return _page(request, "login.html", 401, error=error)
-    expires_at = int(time.time()) + SESSION_SECONDS
+    state = request.app.state
+    token = await start_session(state.pool, state.dashboard_secret, principal.principal_id)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        sign_session(request.app.state.dashboard_secret, principal.principal_id, expires_at),
+        token,
         max_age=SESSION_SECONDS,
         path="/",
         httponly=True,
@@ -315,6 +340,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if refused := _cross_site(request):
         return refused
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if token and len(token) <= MAX_TOKEN_LENGTH:
+        await end_session(request.app.state.pool, request.app.state.dashboard_secret, token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -375,10 +403,9 @@ async def _statement(request: Request, period: str) -> tuple[Principal, dict] | 
     if isinstance(principal, Response):
         return principal
     try:
-        period_bounds(period)
-    except AllocationError:
-        message = f"{period!r} is not a month written YYYY-MM, e.g. 2026-11."
-        return _not_found(request, principal, message)
+        check_period(period)
+    except PeriodError as error:
+        return _page(request, "bad_request.html", 400, principal=principal, message=str(error))
     async with request.app.state.pool.acquire() as conn:
         return principal, await projection.statement(conn, principal.principal_id, period)
 

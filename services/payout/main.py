@@ -2,7 +2,10 @@
 
 One process: the projection consumer (group `<prefix>payout`), the outbox relay for
 payout.issued facts, and the HTTP API and dashboard (uvicorn) on TT_PAYOUT_ADDRESS
-(default 127.0.0.1:8000), with the service's Prometheus metrics at GET /metrics. Payout
+(default 127.0.0.1:8000). The service's Prometheus metrics are served on an address of
+their own, TT_METRICS_ADDRESS (default 127.0.0.1:9104), like every other service's: the
+API port faces contributors and consumers, and metrics (fact counts, lag, dead letters)
+are for operators and their scraper, so they are not served there at all. Payout
 runs execute here, in one transaction each, when an operator asks (POST /v1/payout-runs,
 which `1tt payout run` calls).
 
@@ -21,16 +24,13 @@ import sys
 from pathlib import Path
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
 
 from services.common.blobstore import BlobError, BlobStore, load_private_key
 from services.common.bus import FactConsumer, PartyBus
 from services.common.config import ConfigError, Settings
 from services.common.db import create_pool
 from services.common.inbox import Inbox
-from services.common.metrics import ConsumerLagMonitor
+from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import migrate_schema
 from services.common.outbox import OutboxRelay
 from services.common.service import run_until_stopped, run_with_signals
@@ -67,11 +67,6 @@ def report_reader(run_dir: Path):
     return read
 
 
-async def metrics_page(request: Request) -> Response:
-    """GET /metrics: the process's metrics in the Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
 async def serve(
     settings: Settings, schema: str, address: str, stop: asyncio.Event, tracing: Tracing
 ) -> int:
@@ -95,7 +90,6 @@ async def serve(
     relay = OutboxRelay(settings.database_url, schema, producer)
     lag = ConsumerLagMonitor(settings.kafka, "payout", group, consumer.topics)
     app = create_app(pool, report_reader(Path(os.environ.get("TT_RUN_DIR", ".run"))))
-    app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     tracing.instrument_fastapi(app)
     host, _, port = address.rpartition(":")
     server = uvicorn.Server(
@@ -128,6 +122,7 @@ def main() -> int:
     )
     try:
         settings = Settings.from_env()
+        serve_metrics(os.environ.get("TT_METRICS_ADDRESS", "127.0.0.1:9104"))
     except ConfigError as error:
         print(f"payout: {error}", file=sys.stderr)
         return 2

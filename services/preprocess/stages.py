@@ -27,6 +27,7 @@ from services.common.blobstore import BlobRef, BlobStore
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.ids import derived_id
 from services.common.telemetry import current_traceparent
+from services.common.validation import as_free_text
 from services.ingest import formats
 from services.preprocess.dedup import DocClaim, DocRef, Match, ShardIndex, claims_by_shard, decide
 from services.preprocess.fingerprints import Fingerprint
@@ -154,7 +155,8 @@ def rejected_fact(envelope: Envelope, reason: str, config: PipelineConfig) -> En
         contribution_id=received.contribution_id,
         contributor_id=received.contributor_id,
         outcome=contribution_pb2.PROCESSING_OUTCOME_REJECTED,
-        rejection_reason=reason,
+        # An error message (a Parquet library's may run long): kept within the schema.
+        rejection_reason=as_free_text(reason, "rejection_reason"),
         config_sha256=config.sha256(),
     )
     return _processed_envelope(fact, envelope.event_id)

@@ -84,9 +84,12 @@ class IngestServer:
         return secret_paths(self.run_dir)["blob_private_key"]
 
 
-def start_ingest(base: Settings, run_dir: Path, **env_overrides: str) -> IngestServer:
+def start_ingest(
+    base: Settings, run_dir: Path, *, topic_prefix: str | None = None, **env_overrides: str
+) -> IngestServer:
+    """`topic_prefix`: share another test server's topics (default: a prefix of its own)."""
     unique = uuid.uuid4().hex[:10]
-    settings = dataclasses.replace(base, topic_prefix=f"it-{unique}.")
+    settings = dataclasses.replace(base, topic_prefix=topic_prefix or f"it-{unique}.")
     schema = f"ing_{unique}"
     init_secrets(run_dir)
     asyncio.run(prepare(base, settings.topic_registry(), every_consumer=False))

@@ -62,15 +62,17 @@ class PayoutServer:
     url: str
     run_dir: Path
     process: subprocess.Popen
+    metrics_url: str = ""  # the service's /metrics, on an address of its own
 
     @classmethod
-    def start(cls, base: Settings, run_dir: Path) -> PayoutServer:
+    def start(cls, base: Settings, run_dir: Path, topic_prefix: str | None = None) -> PayoutServer:
+        """`topic_prefix`: share another test server's topics (default: its own)."""
         unique = uuid.uuid4().hex[:10]
-        settings = dataclasses.replace(base, topic_prefix=f"it-{unique}.")
+        settings = dataclasses.replace(base, topic_prefix=topic_prefix or f"it-{unique}.")
         schema = f"pay_{unique}"
         run_dir.mkdir(parents=True, exist_ok=True)
         init_secrets(run_dir)
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         env = {
             **os.environ,
             "TT_TOPIC_PREFIX": settings.topic_prefix,
@@ -81,6 +83,7 @@ class PayoutServer:
             "TT_DATABASE_URL": base.database_url,
             "TT_TOPIC_PARTITIONS": str(base.topic_partitions),
             "TT_PAYOUT_SESSION_TIMEOUT_MS": "6000",
+            "TT_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         }
         asyncio.run(prepare(base, settings.topic_registry(), every_consumer=False))
         with (run_dir / "payout.log").open("ab") as log:
@@ -91,7 +94,14 @@ class PayoutServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        server = cls(settings, schema, f"http://127.0.0.1:{port}", run_dir, process)
+        server = cls(
+            settings,
+            schema,
+            f"http://127.0.0.1:{port}",
+            run_dir,
+            process,
+            f"http://127.0.0.1:{metrics_port}/metrics",
+        )
         ready, detail = asyncio.run(wait_http_ready(f"{server.url}/readyz", 60))
         if not ready:
             server.stop()

@@ -4,16 +4,17 @@ see what. (tests/browser drives the same pages in a real Chromium.)"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from services.common.db import connect
 from services.common.money import format_micros, format_minor
 from tests.integration.payout_server import PERIOD, PayoutServer
 
@@ -69,22 +70,44 @@ def test_a_bad_key_shows_the_login_page_with_an_error(served, key, message):
     assert 'aria-invalid="true"' in response.text and "set-cookie" not in response.headers
 
 
-def test_sign_in_sets_a_signed_session_cookie_not_the_key(served):
+def test_sign_in_sets_a_session_cookie_recorded_on_the_server_not_the_key(served):
     server, world = served
     response = httpx.post(f"{server.url}/login", data={"api_key": world.keys["alice"]})
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
     attributes = {part.strip().lower() for part in cookie.split(";")}
-    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    assert {"httponly", "samesite=strict", "path=/", f"max-age={8 * 3600}"} <= attributes
     token = cookie.split(";")[0].removeprefix("tt_session=")
-    assert world.keys["alice"] not in cookie
-    principal_id, expires_at, signature = token.rsplit(".", 2)
-    assert principal_id == world.ids["alice"]
-    assert 0 < int(expires_at) - time.time() <= 8 * 3600
+    assert world.keys["alice"] not in cookie and world.ids["alice"] not in cookie
+    assert len(token) >= 43  # 256 random bits
+    session = server_session(server, token)
+    assert session["principal_id"] == world.ids["alice"]
+    assert 0 < (session["expires_at"] - session["created_at"]).total_seconds() <= 8 * 3600
     key_file = server.run_dir / "secrets" / "dashboard-session.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_bytes()) == 32
-    payload = f"{principal_id}.{expires_at}".encode()
-    assert signature == hmac.new(key_file.read_bytes(), payload, hashlib.sha256).hexdigest()
+
+
+def session_digest(server: PayoutServer, token: str) -> str:
+    """What the server stores of a cookie's token: its HMAC under the dashboard's key."""
+    secret = (server.run_dir / "secrets" / "dashboard-session.key").read_bytes()
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
+
+
+def server_session(server: PayoutServer, token: str) -> dict | None:
+    """The session the server recorded for a cookie token."""
+
+    async def read() -> dict | None:
+        conn = await connect(server.settings.database_url, server.schema, application_name="t")
+        try:
+            row = await conn.fetchrow(
+                "SELECT * FROM dashboard_sessions WHERE token_digest = $1",
+                session_digest(server, token),
+            )
+            return dict(row) if row else None
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def test_forms_posted_from_another_site_are_refused(served):
@@ -104,23 +127,33 @@ def test_forms_posted_from_another_site_are_refused(served):
 
 def test_a_forged_or_expired_session_is_sent_to_login(served):
     server, world = served
-    secret = (server.run_dir / "secrets" / "dashboard-session.key").read_bytes()
+    with client(server, world.keys["alice"]) as alice:
+        token = alice.cookies["tt_session"]
+        assert alice.get("/").status_code == 200
 
-    def token(principal_id: str, expires_at: int, key: bytes = secret) -> str:
-        payload = f"{principal_id}.{expires_at}"
-        return f"{payload}.{hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()}"
+    async def expire() -> None:
+        conn = await connect(server.settings.database_url, server.schema, application_name="t")
+        try:
+            await conn.execute(
+                "UPDATE dashboard_sessions SET expires_at = now() - interval '1 second' "
+                "WHERE token_digest = $1",
+                session_digest(server, token),
+            )
+        finally:
+            await conn.close()
 
-    later = int(time.time()) + 600
-    alice = token(world.ids["alice"], later)
     for forged in [
-        token(world.ids["alice"], int(time.time()) - 1),  # expired
-        token(world.ids["alice"], later, b"x" * 32),  # another key
-        alice.replace(world.ids["alice"], world.ids["bob"]),  # alice's signature, bob's id
+        token[:-2] + ("AA" if not token.endswith("AA") else "BB"),  # a token never issued
+        session_digest(server, token),  # what the server stores, as a cookie
+        world.ids["alice"],
         "garbage",
+        "x" * 5000,
     ]:
         response = httpx.get(f"{server.url}/", cookies={"tt_session": forged})
         assert response.status_code == 303, forged
-    assert httpx.get(f"{server.url}/", cookies={"tt_session": alice}).status_code == 200
+    assert httpx.get(f"{server.url}/", cookies={"tt_session": token}).status_code == 200
+    asyncio.run(expire())
+    assert httpx.get(f"{server.url}/", cookies={"tt_session": token}).status_code == 303
 
 
 def test_overview_lists_contributions_earnings_and_statements(served):
@@ -165,7 +198,15 @@ def test_a_contributor_cannot_open_another_contributors_report(served):
             page = alice.get(f"/contributions/{contribution_id}")
             assert page.status_code == 404
             assert f"You have no contribution {contribution_id}." in page.text
-        assert alice.get("/statements/2026-13").status_code == 404
+
+
+def test_a_statement_of_a_period_that_is_not_an_accepted_month_is_a_400(served):
+    server, world = served
+    with client(server, world.keys["alice"]) as alice:
+        for period in ["2026-13", "0000-01", "9999-12"]:
+            page = alice.get(f"/statements/{period}")
+            assert page.status_code == 400, period
+            assert "YYYY-MM" in page.text or "outside the months" in page.text
 
 
 def test_statement_page_spells_out_each_allocation_and_downloads_match_the_api(served):

@@ -143,7 +143,7 @@ def payout_facts(server: PayoutServer, expected: int) -> list:
 
 def count_agreements(server: PayoutServer) -> int:
     """A look into the service's schema, only to wait for the agreement: the API has no
-    view of agreements, and a run before it arrives is refused ("run again in a moment")."""
+    view of agreements, and a run before it arrives holds the allocations back."""
 
     async def count() -> int:
         conn = await connect(server.settings.database_url, server.schema, application_name="tests")
@@ -373,6 +373,7 @@ def test_running_the_same_period_again_pays_nothing_twice(server, world, first_r
         "period": PERIOD,
         "issued": [],
         "already_issued": 2,
+        "held": [],
         "paid_minor_by_currency": {},
         "carried_micros_by_currency": {},
     }

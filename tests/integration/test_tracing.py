@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -379,10 +380,11 @@ def test_each_service_exposes_its_metrics(platform, tmp_path):
     assert all(value >= 0 for value in lags.values())
 
 
-def test_payout_serves_metrics_on_its_http_api(settings, tmp_path):
+def test_payout_serves_metrics_on_its_own_address_not_on_its_api(settings, tmp_path):
     with PayoutServer.start(settings, tmp_path / "payout") as server:
         server.publish_world()
-        response = server.get("/metrics")
+        assert server.get("/metrics").status_code == 404  # the API port faces users
+        response = httpx.get(server.metrics_url, timeout=10)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         samples = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import random
 import zlib
 
 import pyarrow as pa
@@ -844,3 +845,80 @@ def test_guess_from_filename_rejects(filename):
     assert repr(filename) in message
     for ext in (".txt", ".md", ".text", ".jsonl", ".ndjson", ".parquet", ".gz", ".zst"):
         assert ext in message
+
+
+# ------------------------------------------------------------------------------------------------
+# Parquet bombs: the file's own compression (page codecs, dictionaries) measured on the
+# decoded text, not on the file
+
+
+def _parquet_of(texts, **options) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table({"text": texts}), out, **options)
+    return out.getvalue()
+
+
+def _repeated(value: str, rows: int) -> pa.DictionaryArray:
+    """`value` in every row, built as a dictionary so the test never holds the expansion."""
+    return pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([value]))
+
+
+def test_parquet_dictionary_bomb_is_refused_without_expanding_it():
+    """One 1 MB value, dictionary-encoded, repeated in 2,000 rows: a file of tens of
+    kilobytes whose text decodes to 2 GB. The file's metadata knows only the 1 MB dictionary,
+    so the refusal comes from measuring the decoded rows (through their dictionary
+    indices: nothing of the 2 GB is ever built)."""
+    bomb = _parquet_of(_repeated("a" * (1 << 20), 2000), compression="zstd")
+    assert len(bomb) < 64 << 10
+    message = assert_rejected(
+        bomb,
+        PARQUET,
+        NONE,
+        UploadTooLarge,
+        ["the Parquet file's text column decodes to more than", "ratio > 200:1"],
+    )
+    assert "refusing a possible decompression bomb" in message
+    assert f"of its {len(bomb)} bytes" in message
+
+
+def test_parquet_compressed_page_bomb_is_refused_from_its_metadata():
+    """Plain-encoded pages that zstd shrinks 1000-fold: refused from the metadata's page
+    sizes, before a page is decompressed."""
+    bomb = _parquet_of(["b" * (1 << 20)] * 40, compression="zstd", use_dictionary=False)
+    assert len(bomb) * 200 < 40 << 20
+    message = assert_rejected(bomb, PARQUET, NONE, UploadTooLarge, ["ratio > 200:1"])
+    assert "metadata says its text column decodes to" in message
+
+
+def test_parquet_bomb_in_a_gzip_upload_is_measured_against_the_upload():
+    bomb = compress(_parquet_of(_repeated("c" * (1 << 20), 300), compression="zstd"), GZIP)
+    assert_rejected(bomb, PARQUET, GZIP, UploadTooLarge, ["text column decodes to"])
+
+
+def test_parquet_bomb_over_the_absolute_cap_even_with_no_ratio_limit():
+    bomb = _parquet_of(_repeated("d" * (1 << 16), 400), compression="zstd")
+    assert_rejected(
+        bomb,
+        PARQUET,
+        NONE,
+        UploadTooLarge,
+        [f"more than {8 << 20} bytes, the maximum accepted"],
+        max_decompressed_bytes=8 << 20,
+        max_compression_ratio=10**9,
+    )
+
+
+def test_parquet_repetitive_but_honest_data_under_the_floor_is_accepted():
+    """Highly compressible text is not a bomb until it passes the 16 MiB floor."""
+    data = _parquet_of(["the same line of text"] * 100_000, compression="zstd")
+    assert inspect(data, PARQUET).document_count == 100_000
+    assert documents(data, PARQUET)[:2] == ["the same line of text"] * 2
+
+
+def test_parquet_with_distinct_documents_far_past_the_floor_is_accepted():
+    """Ordinary text compresses a few times, nowhere near 200:1, however large."""
+    rng = random.Random(7)
+    texts = [rng.randbytes(1000).hex() for _ in range(10_000)]
+    data = _parquet_of(texts, compression="zstd")
+    summary = inspect(data, PARQUET, ratio_check_floor_bytes=1 << 20)
+    assert summary.document_count == 10_000

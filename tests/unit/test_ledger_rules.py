@@ -242,7 +242,7 @@ def test_period_bounds(period, start, end):
     assert period_bounds(period) == (start, end)
 
 
-@given(year=st.integers(1971, 9998), month=st.integers(1, 12))
+@given(year=st.integers(2000, 2198), month=st.integers(1, 12))
 def test_periods_tile_time(year, month):
     start, end = period_bounds(f"{year:04d}-{month:02d}")
     following = f"{year + month // 12:04d}-{month % 12 + 1:02d}"
@@ -264,6 +264,12 @@ def test_periods_tile_time(year, month):
 )
 def test_a_malformed_period_is_an_allocation_error(period):
     with pytest.raises(AllocationError, match="period must be a month written YYYY-MM"):
+        period_bounds(period)
+
+
+@pytest.mark.parametrize("period", ["0000-01", "1999-12", "2200-01", "9999-12"])
+def test_a_period_outside_the_accepted_years_is_an_allocation_error(period):
+    with pytest.raises(AllocationError, match="outside the months the platform accepts"):
         period_bounds(period)
 
 
