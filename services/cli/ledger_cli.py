@@ -262,10 +262,9 @@ async def run_audit(settings: Settings, args) -> int:
         ["auditor", "operator"],
         "the audit",
     )
-    # The audit reads the log as the auditor: read-only on the fact topics.
-    auditor = settings if settings.party == "auditor" else settings.for_party("auditor")
+    # The audit acts as the auditor unless TT_PARTY says otherwise (services.cli.main).
     report = await audit(
-        auditor,
+        settings,
         os.environ.get("TT_LEDGER_SCHEMA", "ledger"),
         os.environ.get("TT_PAYOUT_SCHEMA", "payout"),
         check_projections=not args.facts_only,

@@ -72,7 +72,7 @@ ROLES: tuple[PartyRole, ...] = (
     PartyRole("payout", "the payout service, and `1tt rebuild payout`", owns="payout"),
     PartyRole(
         "admin",
-        "operator tooling: `1tt admin`, `1tt allocations`, the consumer verbs, `1tt demo`",
+        "operator tooling: `1tt admin`, `1tt allocations`, `1tt demo`",
         owns="demo",
         reads=(Reads("ingest"), Reads("ledger"), Reads("payout")),
     ),
