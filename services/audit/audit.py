@@ -108,6 +108,7 @@ async def run_audit(
     stats = ReadStats()
     by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
     seen: set[str] = set()
+    revoked: dict[str, str] = {}  # key digest -> when and by whom it was revoked
     registry = settings.topic_registry()
     async with KeyFeed.for_settings(settings, registry) as keys:
         async for record in read_log(settings.kafka, registry, BY_EVENT_TYPE, keys, stats):
@@ -119,7 +120,13 @@ async def run_audit(
             by_type[envelope.event_type].append(envelope)
             if envelope.event_type == "principal.registered":
                 report.principals.append(_principal(envelope, record.signer))
+            elif envelope.event_type == "principal.revoked":
+                revoked[envelope.principal_revoked.api_key_sha256] = (
+                    f"{envelope.recorded_at.ToJsonString()} by {record.signer.speaker}"
+                )
         _report_trust(report, stats, keys.keyring)
+    for principal in report.principals:
+        principal["revoked"] = revoked.get(principal.pop("api_key_sha256"), "")
     report.invalid_records = stats.invalid
     report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
     expected = recompute(by_type)
@@ -179,6 +186,7 @@ def _principal(envelope, signer) -> dict:
         "role": ROLE_NAMES.get(fact.role, f"unknown role {fact.role}"),
         "name": fact.name,
         "api_key_prefix": fact.api_key_prefix,
+        "api_key_sha256": fact.api_key_sha256,
         "registered_by": f"{signer.speaker} ({signer.key_id})",
     }
 

@@ -298,7 +298,8 @@ async def run_audit(settings: Settings, args) -> int:
     for principal in report.principals:
         print(
             f"  {principal['role']:<12} {principal['name']!r} {principal['principal_id']} "
-            f"(key {principal['api_key_prefix']}, registered by {principal['registered_by']})"
+            f"(key {principal['api_key_prefix']}, registered by {principal['registered_by']}"
+            + (f"; revoked {principal['revoked']})" if principal["revoked"] else ")")
         )
     outcomes = ", ".join(f"{n} {status}" for status, n in sorted(report.outcomes.items()))
     print(f"revenue events: {outcomes or 'none'}")

@@ -186,7 +186,8 @@ async def test_a_fact_not_signed_by_its_owner_is_dead_lettered_with_the_reason(
     topic = registry.fact_topic("payout.issued")
     genuine = signers.parties["payout"].seal(payout)
     altered = bytearray(genuine)
-    altered[genuine.index(b"2026-11")] = ord("3")  # the period, inside the signed body
+    at = genuine.index(payout.payout_issued.payout_run_id.encode())
+    altered[at] ^= 0x01  # the payout run, inside the signed body (still a valid id)
     forged = {
         "unsigned": encode(payout),
         "unknown key": Signer.generate().seal(payout),

@@ -6,6 +6,7 @@ refuse control characters before anything is published."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import grpc
 import httpx
 import pytest
 
+from services.audit.audit import run_audit
 from tests.integration.ingest_server import ROOT, bearer
 from tests.security.support import (
     INGEST_GROUP,
@@ -129,6 +131,10 @@ def test_a_revoked_key_is_refused_by_every_service_within_seconds(platform):
     assert login.status_code == 401 and "set-cookie" not in login.headers
     tool = tt(platform, "allocations", key=alice["api_key"])
     assert tool.returncode == 1 and "this API key is not known" in tool.stderr, tool.stderr
+    # The audit reports the principal, and that its key was revoked, and by whom.
+    audit = asyncio.run(run_audit(platform.settings, check_projections=False))
+    [listed] = [p for p in audit.principals if p["principal_id"] == alice["principal_id"]]
+    assert "by admin" in listed["revoked"], listed
     assert not query(
         platform.settings,
         platform.payout.schema,
@@ -267,7 +273,8 @@ def test_the_consumer_cli_refuses_control_characters_before_publishing(platform)
         "USD",
         "--id",
         f"agreement-{uuid.uuid4().hex[:6]}\x07",
-        key=acme["api_key"],
+        "--credentials",
+        acme["credentials"],  # the consumer publishes with its own credentials
     )
     assert done.returncode == 1, done.stdout
     assert "agreement_id contains the control character U+0007" in done.stderr
