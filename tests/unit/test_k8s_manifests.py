@@ -15,6 +15,7 @@ import importlib.util
 import re
 import sys
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 
 from services.common import pgroles
 from services.common.config import Settings
+from services.common.topics import CONSUMER_USER_PREFIX, PARTIES, AclEntry
 from services.preprocess.main import PreprocessSettings
 
 try:
@@ -571,6 +573,121 @@ def test_committed_kafka_topics_equal_the_generators_output():
         )
 
 
+def test_committed_kafka_users_equal_the_generators_output():
+    require_tools()
+    module = generator()
+    for overlay in OVERLAYS:
+        committed = module.users_path(overlay).read_text()
+        assert committed == module.render_users(overlay), (
+            f"deploy/k8s/overlays/{overlay}/kafka-users.yaml is out of date: run "
+            "`make k8s-topics` (deploy/k8s/generate_topics.py) and commit the result"
+        )
+
+
+# Strimzi's AclRule words (kafka.strimzi.io/v1beta2), read back into the ACL table's.
+STRIMZI_RESOURCE_TYPES = {"topic": "topic", "group": "group"}
+STRIMZI_PATTERN_TYPES = {"literal": "literal", "prefix": "prefixed"}
+STRIMZI_OPERATIONS = {
+    "Read": "read",
+    "Write": "write",
+    "Create": "create",
+    "Describe": "describe",
+    "DescribeConfigs": "describe_configs",
+    "AlterConfigs": "alter_configs",
+}
+
+
+def acl_entries_of(user: dict) -> Counter:
+    """What a KafkaUser's ACLs allow, as the ACL table writes it (with multiplicity, so a
+    rule granted twice shows)."""
+    entries: Counter = Counter()
+    for rule in user["spec"]["authorization"]["acls"]:
+        assert (rule["host"], rule["type"]) == ("*", "allow"), rule
+        resource = rule["resource"]
+        for operation in rule["operations"]:
+            entries[
+                AclEntry(
+                    STRIMZI_RESOURCE_TYPES[resource["type"]],
+                    resource["name"],
+                    STRIMZI_PATTERN_TYPES[resource["patternType"]],
+                    STRIMZI_OPERATIONS[operation],
+                )
+            ] += 1
+    return entries
+
+
+def kafka_users(resources: list[dict]) -> dict[str, dict]:
+    """The overlay's KafkaUsers, by the party each is for."""
+    users = {
+        u["metadata"]["labels"]["app.kubernetes.io/name"]: u
+        for u in of_kind(resources, "KafkaUser")
+    }
+    assert len(users) == len(of_kind(resources, "KafkaUser")), "one KafkaUser per party"
+    return users
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_partys_kafka_user_has_exactly_the_acl_tables_rules(overlay):
+    """The k8s ACLs are the local stack's: TopicRegistry.acl_entries(party) under the
+    overlay's prefix, nothing more, nothing less; every party but the per-principal
+    consumers has a KafkaUser, and the operator's tool is a super user without ACLs."""
+    resources = overlay_resources(overlay)
+    registry = Settings.from_env(config_data(resources)).topic_registry()
+    [kafka] = of_kind(resources, "Kafka")
+    users = kafka_users(resources)
+    assert set(users) == set(PARTIES) - {"consumer"}
+    super_users = kafka["spec"]["kafka"]["authorization"]["superUsers"]
+    for party, user in users.items():
+        name = user["metadata"]["name"]
+        assert name == generator().kafka_user_name(party) == f"onett-{party}"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        # Strimzi makes the password (no fixed one in the repository).
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}, name
+        if party == "admin":
+            assert "authorization" not in user["spec"] and name in super_users
+            continue
+        assert name not in super_users
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert acl_entries_of(user) == Counter(registry.acl_entries(party)), name
+
+
+def test_kafka_users_take_the_overlays_topic_prefix():
+    module = generator()
+    registry = Settings.from_env({"TT_TOPIC_PREFIX": "staging."}).topic_registry()
+    for party in ("ledger", "preprocess", "auditor"):
+        user = module.kafka_user(party, {"TT_TOPIC_PREFIX": "staging."}, "onett")
+        entries = acl_entries_of(user)
+        assert entries == Counter(registry.acl_entries(party))
+        assert all(entry.name.startswith("staging.") for entry in entries), party
+
+
+def test_a_data_consumers_kafka_user_is_the_admin_tools_user_with_its_password():
+    """`1tt admin add-principal --role consumer` makes the Kafka user consumer-<id> through
+    the Admin API; Strimzi's User Operator deletes users it has no KafkaUser for, so the
+    generator prints one of that name, with the consumer's rules, taking its password
+    from a Secret (the one in the consumer's credentials folder)."""
+    require_tools()
+    principal_id = "6f1c2b8e-4d3a-4b8e-9f00-1a2b3c4d5e6f"
+    for overlay in OVERLAYS:
+        [user] = yaml.safe_load_all(generator().render_consumer(overlay, principal_id))
+        name = f"{CONSUMER_USER_PREFIX}{principal_id}"
+        assert user["metadata"]["name"] == name
+        assert user["spec"]["authentication"] == {
+            "type": "scram-sha-512",
+            "password": {
+                "valueFrom": {"secretKeyRef": {"name": f"{name}-password", "key": "password"}}
+            },
+        }
+        registry = Settings.from_env(config_data(overlay_resources(overlay))).topic_registry()
+        assert acl_entries_of(user) == Counter(registry.acl_entries("consumer"))
+        errors = list(
+            jsonschema.Draft202012Validator(CUSTOM_RESOURCE_SCHEMAS["KafkaUser"]).iter_errors(user)
+        )
+        assert not errors, [e.message for e in errors]
+    with pytest.raises(SystemExit, match="not a Kubernetes name"):
+        generator().kafka_user_name(f"{CONSUMER_USER_PREFIX}Not_A_Name")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_registry_topic_has_a_kafka_topic_with_its_settings(overlay):
     resources = overlay_resources(overlay)
@@ -636,8 +753,6 @@ def test_kafka_cluster_matches_the_configuration(overlay):
     data = config_data(resources)
     [kafka] = of_kind(resources, "Kafka")
     name = kafka["metadata"]["name"]
-    [plain] = [listener for listener in kafka["spec"]["kafka"]["listeners"] if not listener["tls"]]
-    assert data["TT_KAFKA_BOOTSTRAP"] == f"{name}-kafka-bootstrap:{plain['port']}"
     config = kafka["spec"]["kafka"]["config"]
     replication = int(data["TT_TOPIC_REPLICATION_FACTOR"])
     assert config["default.replication.factor"] == replication
@@ -654,8 +769,41 @@ def test_kafka_cluster_matches_the_configuration(overlay):
     brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
     controllers = sum(p["spec"]["replicas"] for p in pools if "controller" in p["spec"]["roles"])
     assert brokers >= replication and controllers % 2 == 1
-    for resource in pools + of_kind(resources, "KafkaTopic"):
+    for resource in pools + of_kind(resources, "KafkaTopic") + of_kind(resources, "KafkaUser"):
         assert resource["metadata"]["labels"]["strimzi.io/cluster"] == name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_accepts_only_authenticated_clients_over_tls_with_acls(overlay):
+    """No listener without TLS and a password; the StandardAuthorizer denies what no ACL
+    allows; the only super user besides Strimzi's components is the operator's tool."""
+    resources = overlay_resources(overlay)
+    [kafka] = of_kind(resources, "Kafka")
+    spec = kafka["spec"]["kafka"]
+    for listener in spec["listeners"]:
+        assert listener["tls"] is True, listener["name"]
+        assert listener["authentication"] == {"type": "scram-sha-512"}, listener["name"]
+        assert listener["networkPolicyPeers"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "onett"}}}
+        ], listener["name"]
+    assert spec["authorization"] == {
+        "type": "simple",
+        "superUsers": [generator().kafka_user_name("admin")],
+    }
+    assert spec["config"]["allow.everyone.if.no.acl.found"] is False
+    assert "userOperator" in kafka["spec"]["entityOperator"], "KafkaUsers need it"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_services_bootstrap_is_the_tls_listener(overlay):
+    resources = overlay_resources(overlay)
+    [kafka] = of_kind(resources, "Kafka")
+    [listener] = kafka["spec"]["kafka"]["listeners"]
+    bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    assert config_data(resources)["TT_KAFKA_BOOTSTRAP"] == bootstrap
+    assert listener["tls"] is True
+    settings = Settings.from_env(config_data(resources))
+    assert settings.kafka_ca_file is not None, "the services speak TLS (TT_KAFKA_TLS)"
 
 
 # --- custom resources, structurally ----------------------------------------------------
@@ -826,8 +974,31 @@ CUSTOM_RESOURCE_SCHEMAS = {
                                         ]
                                     },
                                     "tls": {"type": "boolean"},
+                                    "authentication": {
+                                        "type": "object",
+                                        "required": ["type"],
+                                        "properties": {
+                                            "type": {
+                                                "enum": [
+                                                    "tls",
+                                                    "scram-sha-512",
+                                                    "oauth",
+                                                    "custom",
+                                                ]
+                                            }
+                                        },
+                                    },
                                     "networkPolicyPeers": {"type": "array"},
                                 },
+                            },
+                        },
+                        "authorization": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"enum": ["simple", "opa", "keycloak", "custom"]},
+                                "superUsers": {"type": "array", "items": {"type": "string"}},
                             },
                         },
                         "config": {"type": "object"},
@@ -836,12 +1007,115 @@ CUSTOM_RESOURCE_SCHEMAS = {
                 "entityOperator": {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["topicOperator"],
+                    "required": ["topicOperator", "userOperator"],
                     "properties": {
                         "topicOperator": {
                             "type": "object",
                             "properties": {"resources": RESOURCES_SCHEMA},
-                        }
+                        },
+                        "userOperator": {
+                            "type": "object",
+                            "properties": {"resources": RESOURCES_SCHEMA},
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    "KafkaUser": custom_resource(
+        "kafka.strimzi.io/v1beta2",
+        "KafkaUser",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["authentication"],
+            "properties": {
+                "authentication": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"enum": ["tls", "tls-external", "scram-sha-512"]},
+                        "password": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["valueFrom"],
+                            "properties": {
+                                "valueFrom": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["secretKeyRef"],
+                                    "properties": {
+                                        "secretKeyRef": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["name", "key"],
+                                            "properties": {
+                                                "name": {"type": "string"},
+                                                "key": {"type": "string"},
+                                            },
+                                        }
+                                    },
+                                }
+                            },
+                        },
+                    },
+                },
+                "authorization": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["type", "acls"],
+                    "properties": {
+                        "type": {"const": "simple"},
+                        "acls": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["resource", "operations"],
+                                "properties": {
+                                    "resource": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "required": ["type"],
+                                        "properties": {
+                                            "type": {
+                                                "enum": [
+                                                    "topic",
+                                                    "group",
+                                                    "cluster",
+                                                    "transactionalId",
+                                                ]
+                                            },
+                                            "name": {"type": "string"},
+                                            "patternType": {"enum": ["literal", "prefix"]},
+                                        },
+                                    },
+                                    "operations": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "enum": [
+                                                "Read",
+                                                "Write",
+                                                "Create",
+                                                "Delete",
+                                                "Alter",
+                                                "Describe",
+                                                "ClusterAction",
+                                                "AlterConfigs",
+                                                "DescribeConfigs",
+                                                "IdempotentWrite",
+                                                "All",
+                                            ]
+                                        },
+                                    },
+                                    "host": {"type": "string"},
+                                    "type": {"enum": ["allow", "deny"]},
+                                },
+                            },
+                        },
                     },
                 },
             },
