@@ -125,8 +125,9 @@ test: up browser
 test-browser: up browser
 	$(PY) -m pytest tests/integration/test_dashboard.py tests/browser
 
-## Regenerate the Strimzi KafkaTopic manifests (deploy/k8s/overlays/*/kafka-topics.yaml) from
-## the topic registry, the preprocess app and each overlay's onett-config; commit the result.
+## Regenerate the Strimzi KafkaTopic and KafkaUser manifests (deploy/k8s/overlays/*/kafka-topics.yaml,
+## kafka-users.yaml) from the topic registry and its ACL table, the preprocess app and each
+## overlay's onett-config; commit the result.
 k8s-topics: venv
 	$(PY) deploy/k8s/generate_topics.py
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import re
 import sys
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +27,8 @@ import pytest
 
 from services.common import pgroles
 from services.common.config import Settings
+from services.common.signing import Signer, anchor_record, load_anchors
+from services.common.topics import CONSUMER_USER_PREFIX, PARTIES, AclEntry
 from services.preprocess.main import PreprocessSettings
 
 try:
@@ -47,6 +52,9 @@ SERVICES = ("ingest", "preprocess", "ledger", "payout")
 # Services that are one active instance by design (their manifests say why).
 SINGLE_ACTIVE = ("ledger", "payout")
 CNPG_APP_SECRET_KEYS = {"username", "password", "host", "port", "dbname", "uri", "jdbc-uri"}
+# What Strimzi puts in a SCRAM-SHA-512 KafkaUser's Secret, and in the cluster CA's.
+STRIMZI_SCRAM_USER_SECRET_KEYS = {"password", "sasl.jaas.config"}
+STRIMZI_CA_CERT_SECRET_KEYS = {"ca.crt", "ca.p12", "ca.password"}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -280,12 +288,33 @@ def secret_templates() -> dict[str, set[str]]:
     }
 
 
-def generated_secrets(resources: list[dict]) -> dict[str, set[str]]:
-    """The Secrets operators create: CloudNativePG's <cluster>-app for each Cluster."""
+@cache
+def config_map_templates() -> dict[str, set[str]]:
+    """The ConfigMaps an operator creates by hand (the trust anchors), with their keys."""
+    require_tools()
     return {
+        doc["metadata"]["name"]: set(doc["data"])
+        for doc in load_documents(K8S / "secrets" / "trust-anchors.template.yaml")
+    }
+
+
+def cluster_ca_secret(resources: list[dict]) -> str:
+    """Strimzi's Secret with the CA certificate that signs the brokers' certificates."""
+    [kafka] = of_kind(resources, "Kafka")
+    return f"{kafka['metadata']['name']}-cluster-ca-cert"
+
+
+def generated_secrets(resources: list[dict]) -> dict[str, set[str]]:
+    """The Secrets operators create: CloudNativePG's <cluster>-app for each Cluster;
+    Strimzi's <kafka>-cluster-ca-cert, and one per KafkaUser, named after it."""
+    secrets = {
         f"{cluster['metadata']['name']}-app": CNPG_APP_SECRET_KEYS
         for cluster in of_kind(resources, "Cluster")
     }
+    secrets[cluster_ca_secret(resources)] = STRIMZI_CA_CERT_SECRET_KEYS
+    for user in of_kind(resources, "KafkaUser"):
+        secrets[user["metadata"]["name"]] = STRIMZI_SCRAM_USER_SECRET_KEYS
+    return secrets
 
 
 @cache
@@ -348,6 +377,7 @@ def test_every_core_resource_validates_strictly(overlay):
 
 def test_secret_templates_validate_strictly_and_are_not_rendered():
     documents = load_documents(K8S / "secrets" / "keys.template.yaml")
+    documents += load_documents(K8S / "secrets" / "trust-anchors.template.yaml")
     for document in documents:
         kubernetes_validate.validate(document, OLDEST_KUBERNETES, strict=True)
     for overlay in OVERLAYS:
@@ -355,6 +385,36 @@ def test_secret_templates_validate_strictly_and_are_not_rendered():
             "Secrets are created by hand (README), never applied from the kustomization: "
             "an apply would overwrite the real keys"
         )
+        rendered_maps = {
+            m["metadata"]["name"] for m in of_kind(overlay_resources(overlay), "ConfigMap")
+        }
+        assert not rendered_maps & set(config_map_templates()), (
+            "the trust anchors are created by hand: an apply would replace them"
+        )
+
+
+def test_the_templates_hold_nothing_a_service_would_load(tmp_path):
+    """A template applied by mistake leaves the services refusing to start, not trusting
+    a placeholder; and the anchors template has the fields load_anchors reads."""
+    signing = {
+        name: doc
+        for doc in load_documents(K8S / "secrets" / "keys.template.yaml")
+        if (name := doc["metadata"]["name"]).endswith("-signing")
+    }
+    assert set(signing) == {f"onett-{service}-signing" for service in SERVICES}
+    for name, doc in signing.items():
+        path = tmp_path / f"{name}.key"
+        path.write_text(doc["stringData"]["signing.key"])
+        with pytest.raises(ValueError):
+            Signer.from_file(path)
+    [anchors] = load_documents(K8S / "secrets" / "trust-anchors.template.yaml")
+    path = tmp_path / "trust-anchors.json"
+    path.write_text(anchors["data"]["trust-anchors.json"])
+    [record] = json.loads(path.read_text())
+    real = anchor_record(Signer.generate().entry("admin", datetime.now(UTC)))
+    assert set(record) == set(real) and record["party"] == "admin"
+    with pytest.raises(ValueError):
+        load_anchors(path)
 
 
 def test_every_resource_is_namespaced_by_the_overlay_and_nothing_else_sets_one():
@@ -460,6 +520,7 @@ def test_listen_addresses_match_the_declared_ports(overlay):
 def test_every_config_map_and_secret_reference_resolves(overlay):
     resources = overlay_resources(overlay)
     config_maps = {r["metadata"]["name"]: set(r["data"]) for r in of_kind(resources, "ConfigMap")}
+    config_maps |= config_map_templates()
     secrets = {**secret_templates(), **generated_secrets(resources)}
     claims = {r["metadata"]["name"] for r in of_kind(resources, "PersistentVolumeClaim")}
     accounts = {r["metadata"]["name"] for r in of_kind(resources, "ServiceAccount")}
@@ -485,6 +546,16 @@ def test_every_config_map_and_secret_reference_resolves(overlay):
                 assert keys <= secrets.get(volume["secret"]["secretName"], set()), where
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in config_maps, where
+            for source in volume.get("projected", {}).get("sources", []):
+                if "secret" in source:
+                    keys = {item["key"] for item in source["secret"]["items"]}
+                    assert keys <= secrets.get(source["secret"]["name"], set()), (where, source)
+                if "configMap" in source:
+                    keys = {item["key"] for item in source["configMap"]["items"]}
+                    assert keys <= config_maps.get(source["configMap"]["name"], set()), (
+                        where,
+                        source,
+                    )
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims, where
 
@@ -550,6 +621,123 @@ def test_files_the_services_read_are_mounted_where_the_config_points(overlay):
             assert "emptyDir" in volume_at(writable)[0], (name, writable)
 
 
+def mounted_file(pod: dict, container: dict, path: str) -> tuple[str, str, str, int, bool]:
+    """Where the file at `path` in the container comes from: (kind, name, key) of the
+    Secret or ConfigMap, its mode, and whether its mount is read-only."""
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    parents = [m for m in mounts if path.startswith(m.rstrip("/") + "/")]
+    assert parents, f"nothing is mounted above {path}"
+    mount = mounts[max(parents, key=len)]
+    item_path = path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    # (kind, name, items, the mode of an item that sets none), for each source of files.
+    if "projected" in volume:
+        default_mode = volume["projected"].get("defaultMode", 0o644)
+        sources = [
+            (kind, source[field]["name"], source[field].get("items", []), default_mode)
+            for source in volume["projected"]["sources"]
+            for kind, field in (("Secret", "secret"), ("ConfigMap", "configMap"))
+            if field in source
+        ]
+    elif "secret" in volume:
+        secret = volume["secret"]
+        sources = [
+            (
+                "Secret",
+                secret["secretName"],
+                secret.get("items", []),
+                secret.get("defaultMode", 0o644),
+            )
+        ]
+    elif "configMap" in volume:
+        config_map = volume["configMap"]
+        sources = [
+            (
+                "ConfigMap",
+                config_map["name"],
+                config_map.get("items", []),
+                config_map.get("defaultMode", 0o644),
+            )
+        ]
+    else:
+        raise AssertionError(f"{path}: {mount['name']} is not a Secret or ConfigMap volume")
+    for kind, name, items, default_mode in sources:
+        for item in items:
+            if item["path"] == item_path:
+                mode = item.get("mode", default_mode)
+                return kind, name, item["key"], mode, mount.get("readOnly", False)
+    raise AssertionError(f"{path}: no Secret or ConfigMap item is mounted there")
+
+
+def referenced_secrets(pod: dict, container: dict) -> set[str]:
+    """Every Secret a container's pod reads: env, envFrom and volumes."""
+    names = {
+        v["valueFrom"]["secretKeyRef"]["name"]
+        for v in container.get("env", [])
+        if "secretKeyRef" in v.get("valueFrom", {})
+    }
+    names |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_reaches_kafka_and_signs_as_its_own_party(overlay):
+    """The files the service's Settings read (the same code the service runs) are mounted
+    read-only, 0440 or 0400, from the right source: the password from Strimzi's Secret of
+    the party's own KafkaUser, the CA from Strimzi's cluster CA, the signing key from the
+    party's own Secret, the anchors from their ConfigMap."""
+    resources = overlay_resources(overlay)
+    data = config_data(resources)
+    users = kafka_users(resources)
+    for deployment, pod, container in containers(resources):
+        party = deployment["metadata"]["name"]
+        env = {**data, **{v["name"]: v["value"] for v in container["env"] if "value" in v}}
+        settings = Settings.from_env(env)
+        assert settings.party == party, f"{party}: TT_PARTY"
+        assert settings.kafka_username == users[party]["metadata"]["name"], party
+        assert settings.kafka_ca_file is not None, f"{party}: TLS to the broker"
+        expected = {
+            settings.kafka_password_file: ("Secret", settings.kafka_username, "password"),
+            settings.kafka_ca_file: ("Secret", cluster_ca_secret(resources), "ca.crt"),
+            settings.signing_key_file: ("Secret", f"onett-{party}-signing", "signing.key"),
+            settings.trust_anchors_file: (
+                "ConfigMap",
+                "onett-trust-anchors",
+                "trust-anchors.json",
+            ),
+        }
+        for path, source in expected.items():
+            kind, name, key, mode, read_only = mounted_file(pod, container, str(path))
+            assert (kind, name, key) == source, (party, str(path))
+            assert mode in (0o440, 0o400), (party, str(path), oct(mode))
+            assert read_only, (party, str(path))
+        # 0440 files are readable through the pod's group, the image's non-root group.
+        context = pod["securityContext"]
+        assert context["fsGroup"] == context["runAsGroup"] == dockerfile_uid(), party
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_deployment_reads_only_its_own_secrets(overlay):
+    resources = overlay_resources(overlay)
+    for deployment, pod, container in containers(resources):
+        party = deployment["metadata"]["name"]
+        own = {
+            f"onett-{party}-keys",
+            f"onett-{party}-signing",
+            f"onett-pg-{party}",
+            generator().kafka_user_name(party),
+            cluster_ca_secret(resources),  # a certificate, the same for every client
+        }
+        foreign = referenced_secrets(pod, container) - own
+        assert not foreign, f"{overlay} {party} reads Secrets of others: {sorted(foreign)}"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_configured_variable_is_read_by_the_code(overlay):
     code = "\n".join(p.read_text() for p in (REPO_ROOT / "services").rglob("*.py"))
@@ -569,6 +757,121 @@ def test_committed_kafka_topics_equal_the_generators_output():
             f"deploy/k8s/overlays/{overlay}/kafka-topics.yaml is out of date: run "
             "`make k8s-topics` (deploy/k8s/generate_topics.py) and commit the result"
         )
+
+
+def test_committed_kafka_users_equal_the_generators_output():
+    require_tools()
+    module = generator()
+    for overlay in OVERLAYS:
+        committed = module.users_path(overlay).read_text()
+        assert committed == module.render_users(overlay), (
+            f"deploy/k8s/overlays/{overlay}/kafka-users.yaml is out of date: run "
+            "`make k8s-topics` (deploy/k8s/generate_topics.py) and commit the result"
+        )
+
+
+# Strimzi's AclRule words (kafka.strimzi.io/v1beta2), read back into the ACL table's.
+STRIMZI_RESOURCE_TYPES = {"topic": "topic", "group": "group"}
+STRIMZI_PATTERN_TYPES = {"literal": "literal", "prefix": "prefixed"}
+STRIMZI_OPERATIONS = {
+    "Read": "read",
+    "Write": "write",
+    "Create": "create",
+    "Describe": "describe",
+    "DescribeConfigs": "describe_configs",
+    "AlterConfigs": "alter_configs",
+}
+
+
+def acl_entries_of(user: dict) -> Counter:
+    """What a KafkaUser's ACLs allow, as the ACL table writes it (with multiplicity, so a
+    rule granted twice shows)."""
+    entries: Counter = Counter()
+    for rule in user["spec"]["authorization"]["acls"]:
+        assert (rule["host"], rule["type"]) == ("*", "allow"), rule
+        resource = rule["resource"]
+        for operation in rule["operations"]:
+            entries[
+                AclEntry(
+                    STRIMZI_RESOURCE_TYPES[resource["type"]],
+                    resource["name"],
+                    STRIMZI_PATTERN_TYPES[resource["patternType"]],
+                    STRIMZI_OPERATIONS[operation],
+                )
+            ] += 1
+    return entries
+
+
+def kafka_users(resources: list[dict]) -> dict[str, dict]:
+    """The overlay's KafkaUsers, by the party each is for."""
+    users = {
+        u["metadata"]["labels"]["app.kubernetes.io/name"]: u
+        for u in of_kind(resources, "KafkaUser")
+    }
+    assert len(users) == len(of_kind(resources, "KafkaUser")), "one KafkaUser per party"
+    return users
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_partys_kafka_user_has_exactly_the_acl_tables_rules(overlay):
+    """The k8s ACLs are the local stack's: TopicRegistry.acl_entries(party) under the
+    overlay's prefix, nothing more, nothing less; every party but the per-principal
+    consumers has a KafkaUser, and the operator's tool is a super user without ACLs."""
+    resources = overlay_resources(overlay)
+    registry = Settings.from_env(config_data(resources)).topic_registry()
+    [kafka] = of_kind(resources, "Kafka")
+    users = kafka_users(resources)
+    assert set(users) == set(PARTIES) - {"consumer"}
+    super_users = kafka["spec"]["kafka"]["authorization"]["superUsers"]
+    for party, user in users.items():
+        name = user["metadata"]["name"]
+        assert name == generator().kafka_user_name(party) == f"onett-{party}"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        # Strimzi makes the password (no fixed one in the repository).
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}, name
+        if party == "admin":
+            assert "authorization" not in user["spec"] and name in super_users
+            continue
+        assert name not in super_users
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert acl_entries_of(user) == Counter(registry.acl_entries(party)), name
+
+
+def test_kafka_users_take_the_overlays_topic_prefix():
+    module = generator()
+    registry = Settings.from_env({"TT_TOPIC_PREFIX": "staging."}).topic_registry()
+    for party in ("ledger", "preprocess", "auditor"):
+        user = module.kafka_user(party, {"TT_TOPIC_PREFIX": "staging."}, "onett")
+        entries = acl_entries_of(user)
+        assert entries == Counter(registry.acl_entries(party))
+        assert all(entry.name.startswith("staging.") for entry in entries), party
+
+
+def test_a_data_consumers_kafka_user_is_the_admin_tools_user_with_its_password():
+    """`1tt admin add-principal --role consumer` makes the Kafka user consumer-<id> through
+    the Admin API; Strimzi's User Operator deletes users it has no KafkaUser for, so the
+    generator prints one of that name, with the consumer's rules, taking its password
+    from a Secret (the one in the consumer's credentials folder)."""
+    require_tools()
+    principal_id = "6f1c2b8e-4d3a-4b8e-9f00-1a2b3c4d5e6f"
+    for overlay in OVERLAYS:
+        [user] = yaml.safe_load_all(generator().render_consumer(overlay, principal_id))
+        name = f"{CONSUMER_USER_PREFIX}{principal_id}"
+        assert user["metadata"]["name"] == name
+        assert user["spec"]["authentication"] == {
+            "type": "scram-sha-512",
+            "password": {
+                "valueFrom": {"secretKeyRef": {"name": f"{name}-password", "key": "password"}}
+            },
+        }
+        registry = Settings.from_env(config_data(overlay_resources(overlay))).topic_registry()
+        assert acl_entries_of(user) == Counter(registry.acl_entries("consumer"))
+        errors = list(
+            jsonschema.Draft202012Validator(CUSTOM_RESOURCE_SCHEMAS["KafkaUser"]).iter_errors(user)
+        )
+        assert not errors, [e.message for e in errors]
+    with pytest.raises(SystemExit, match="not a Kubernetes name"):
+        generator().kafka_user_name(f"{CONSUMER_USER_PREFIX}Not_A_Name")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -636,8 +939,6 @@ def test_kafka_cluster_matches_the_configuration(overlay):
     data = config_data(resources)
     [kafka] = of_kind(resources, "Kafka")
     name = kafka["metadata"]["name"]
-    [plain] = [listener for listener in kafka["spec"]["kafka"]["listeners"] if not listener["tls"]]
-    assert data["TT_KAFKA_BOOTSTRAP"] == f"{name}-kafka-bootstrap:{plain['port']}"
     config = kafka["spec"]["kafka"]["config"]
     replication = int(data["TT_TOPIC_REPLICATION_FACTOR"])
     assert config["default.replication.factor"] == replication
@@ -654,8 +955,41 @@ def test_kafka_cluster_matches_the_configuration(overlay):
     brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
     controllers = sum(p["spec"]["replicas"] for p in pools if "controller" in p["spec"]["roles"])
     assert brokers >= replication and controllers % 2 == 1
-    for resource in pools + of_kind(resources, "KafkaTopic"):
+    for resource in pools + of_kind(resources, "KafkaTopic") + of_kind(resources, "KafkaUser"):
         assert resource["metadata"]["labels"]["strimzi.io/cluster"] == name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_accepts_only_authenticated_clients_over_tls_with_acls(overlay):
+    """No listener without TLS and a password; the StandardAuthorizer denies what no ACL
+    allows; the only super user besides Strimzi's components is the operator's tool."""
+    resources = overlay_resources(overlay)
+    [kafka] = of_kind(resources, "Kafka")
+    spec = kafka["spec"]["kafka"]
+    for listener in spec["listeners"]:
+        assert listener["tls"] is True, listener["name"]
+        assert listener["authentication"] == {"type": "scram-sha-512"}, listener["name"]
+        assert listener["networkPolicyPeers"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "onett"}}}
+        ], listener["name"]
+    assert spec["authorization"] == {
+        "type": "simple",
+        "superUsers": [generator().kafka_user_name("admin")],
+    }
+    assert spec["config"]["allow.everyone.if.no.acl.found"] is False
+    assert "userOperator" in kafka["spec"]["entityOperator"], "KafkaUsers need it"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_services_bootstrap_is_the_tls_listener(overlay):
+    resources = overlay_resources(overlay)
+    [kafka] = of_kind(resources, "Kafka")
+    [listener] = kafka["spec"]["kafka"]["listeners"]
+    bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    assert config_data(resources)["TT_KAFKA_BOOTSTRAP"] == bootstrap
+    assert listener["tls"] is True
+    settings = Settings.from_env(config_data(resources))
+    assert settings.kafka_ca_file is not None, "the services speak TLS (TT_KAFKA_TLS)"
 
 
 # --- custom resources, structurally ----------------------------------------------------
@@ -826,8 +1160,31 @@ CUSTOM_RESOURCE_SCHEMAS = {
                                         ]
                                     },
                                     "tls": {"type": "boolean"},
+                                    "authentication": {
+                                        "type": "object",
+                                        "required": ["type"],
+                                        "properties": {
+                                            "type": {
+                                                "enum": [
+                                                    "tls",
+                                                    "scram-sha-512",
+                                                    "oauth",
+                                                    "custom",
+                                                ]
+                                            }
+                                        },
+                                    },
                                     "networkPolicyPeers": {"type": "array"},
                                 },
+                            },
+                        },
+                        "authorization": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"enum": ["simple", "opa", "keycloak", "custom"]},
+                                "superUsers": {"type": "array", "items": {"type": "string"}},
                             },
                         },
                         "config": {"type": "object"},
@@ -836,12 +1193,115 @@ CUSTOM_RESOURCE_SCHEMAS = {
                 "entityOperator": {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["topicOperator"],
+                    "required": ["topicOperator", "userOperator"],
                     "properties": {
                         "topicOperator": {
                             "type": "object",
                             "properties": {"resources": RESOURCES_SCHEMA},
-                        }
+                        },
+                        "userOperator": {
+                            "type": "object",
+                            "properties": {"resources": RESOURCES_SCHEMA},
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    "KafkaUser": custom_resource(
+        "kafka.strimzi.io/v1beta2",
+        "KafkaUser",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["authentication"],
+            "properties": {
+                "authentication": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"enum": ["tls", "tls-external", "scram-sha-512"]},
+                        "password": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["valueFrom"],
+                            "properties": {
+                                "valueFrom": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["secretKeyRef"],
+                                    "properties": {
+                                        "secretKeyRef": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["name", "key"],
+                                            "properties": {
+                                                "name": {"type": "string"},
+                                                "key": {"type": "string"},
+                                            },
+                                        }
+                                    },
+                                }
+                            },
+                        },
+                    },
+                },
+                "authorization": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["type", "acls"],
+                    "properties": {
+                        "type": {"const": "simple"},
+                        "acls": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["resource", "operations"],
+                                "properties": {
+                                    "resource": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "required": ["type"],
+                                        "properties": {
+                                            "type": {
+                                                "enum": [
+                                                    "topic",
+                                                    "group",
+                                                    "cluster",
+                                                    "transactionalId",
+                                                ]
+                                            },
+                                            "name": {"type": "string"},
+                                            "patternType": {"enum": ["literal", "prefix"]},
+                                        },
+                                    },
+                                    "operations": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "enum": [
+                                                "Read",
+                                                "Write",
+                                                "Create",
+                                                "Delete",
+                                                "Alter",
+                                                "Describe",
+                                                "ClusterAction",
+                                                "AlterConfigs",
+                                                "DescribeConfigs",
+                                                "IdempotentWrite",
+                                                "All",
+                                            ]
+                                        },
+                                    },
+                                    "host": {"type": "string"},
+                                    "type": {"enum": ["allow", "deny"]},
+                                },
+                            },
+                        },
                     },
                 },
             },
