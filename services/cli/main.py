@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="how long the old key stays valid (restart the party within it)",
     )
+    register = admin.add_parser(
+        "register-keys",
+        help="register the services' existing signing keys on the log (only that: for a "
+        "cluster whose topics and users Strimzi makes)",
+    )
+    register.add_argument(
+        "--party", action="append", choices=["ingest", "preprocess", "ledger", "payout"]
+    )
     add = admin.add_parser("add-principal", help="register a principal and print its API key")
     add.add_argument(
         "--role", required=True, choices=["contributor", "consumer", "auditor", "operator"]
@@ -308,6 +316,15 @@ async def _admin(settings: Settings, args) -> int:
         serving, detail = await admin.wait_serving(address, args.wait_s)
         print(f"{args.service} at {address}: {detail}")
         return 0 if serving else 1
+    if args.admin_command == "register-keys":
+        from services.cli.provision import SERVICES, register_service_keys
+
+        parties = tuple(args.party or SERVICES)
+        done = await register_service_keys(settings, settings.topic_registry(), parties)
+        print(
+            f"signing keys registered: {len(done)} new ({', '.join(done) or 'all known already'})"
+        )
+        return 0
     if args.admin_command == "rotate-key":
         from datetime import timedelta
 

@@ -357,7 +357,11 @@ class Rotation:
 
 
 async def rotate_key(
-    settings: Settings, registry: TopicRegistry, party: str, grace: timedelta
+    settings: Settings,
+    registry: TopicRegistry,
+    party: str,
+    grace: timedelta,
+    credentials_root: Path | None = None,
 ) -> Rotation:
     """Give `party` a new signing key: register it, store it in the party's folder (the
     old one is kept beside it, named after its key id), and retire the old key `grace`
@@ -367,6 +371,8 @@ async def rotate_key(
         raise ValueError(f"only a service's or a consumer's key rotates here, not {party!r}")
     admin = ensure_anchor(settings)
     folder = settings.for_party(party)
+    if credentials_root is not None:
+        folder = dataclasses.replace(folder, credentials_dir=credentials_root)
     old = Signer.from_file(folder.signing_key_file)
     new = Signer.generate()
     principal_id, kind = "", party
@@ -384,3 +390,23 @@ async def rotate_key(
     async with FactProducer(settings.kafka, registry, client_id="1tt-admin", signer=admin) as out:
         await out.publish(retirement)
     return Rotation(party, old.key_id, new.key_id, until)
+
+
+async def register_service_keys(
+    settings: Settings, registry: TopicRegistry, parties: tuple[str, ...] = SERVICES
+) -> list[str]:
+    """Register the public halves of the services' existing signing keys on the log (and
+    nothing else: no topics, users or new keys), for a deployment whose topics and users
+    are made elsewhere (Strimzi's KafkaTopic and KafkaUser resources). The admin's key
+    must be a trust anchor already."""
+    admin = Signer.from_file(settings.for_party("admin").signing_key_file)
+    if admin.key_id not in {a.key_id for a in load_anchors(settings.trust_anchors_file)}:
+        raise ValueError(
+            f"the admin's key {admin.key_id} is not in {settings.trust_anchors_file}: readers "
+            "would refuse every registration it signs"
+        )
+    keys = [
+        (party, Signer.from_file(settings.for_party(party).signing_key_file), "")
+        for party in parties
+    ]
+    return await register_keys(settings, registry, admin, keys)
