@@ -89,7 +89,6 @@ def forge(genuine: Envelope, tag: str, attacker_id: str) -> Envelope:
     elif fact.event_type == "allocation.made":
         payload.allocated_micros = payload.pool_micros
     elif fact.event_type == "payout.issued":
-        payload.period = "2199-12"  # far ahead, yet a month validation accepts
         payload.amount_minor = 925_000
     elif fact.event_type == "revenue.recorded":
         payload.amount_minor *= 100
