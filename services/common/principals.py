@@ -1,6 +1,8 @@
-"""Who holds an API key, for tools that act on the platform's data directly (the `1tt`
-consumer, operator and auditor verbs): looked up in ingest's projection of
-principal.registered facts, by the key's SHA-256 (keys themselves are never stored)."""
+"""Principals in the projections: who holds an API key, for the operator's and auditor's
+`1tt` verbs (looked up in ingest's projection of principal.registered facts, by the key's
+SHA-256; keys themselves are never stored), and the checks every projection of
+principal.registered makes. (A data consumer is identified by its own credentials, not an
+API key: services/consumer/client.py.)"""
 
 from __future__ import annotations
 
@@ -50,3 +52,33 @@ async def principal_for_key(
             f"{with_article(row['role'])}"
         )
     return Principal(row["principal_id"], row["role"], row["name"])
+
+
+def projected_role(role: int) -> str:
+    """The role's name, for a projection of principal.registered; a refusal (the fact is
+    dead-lettered) for a role the schema does not define, which no check would handle."""
+    from services.common.bus import PermanentFactError
+    from services.common.identity import ROLE_NAMES
+
+    try:
+        return ROLE_NAMES[role]
+    except KeyError:
+        raise PermanentFactError(
+            f"role {role} is not a role of the platform ({', '.join(ROLE_NAMES.values())})"
+        ) from None
+
+
+async def refuse_a_key_of_another(conn: asyncpg.Connection, fact) -> None:
+    """A projection's refusal of a principal.registered whose key is already another
+    principal's (in the `principals` table of the caller's schema): a key identifies one
+    principal."""
+    from services.common.bus import PermanentFactError
+
+    owner = await conn.fetchval(
+        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
+    )
+    if owner is not None and owner != fact.principal_id:
+        raise PermanentFactError(
+            f"the API key {fact.api_key_prefix or '(no prefix)'} already belongs to principal "
+            f"{owner}; a key identifies one principal"
+        )

@@ -13,7 +13,8 @@ import asyncpg
 
 from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, payload_of
-from services.common.identity import ROLE_NAMES, Principal
+from services.common.identity import Principal
+from services.common.principals import projected_role, refuse_a_key_of_another
 from services.ingest.receipts import ReceiptSigner
 from tt.facts.v1 import contribution_pb2
 from tt.ingest.v1 import ingest_pb2
@@ -57,30 +58,12 @@ class Projector:
         return []
 
 
-def role_name(role: int) -> str:
-    """The role's name, or a refusal: the schema defines no other roles, and a principal
-    of an unknown role would be let in by no check or by the wrong one."""
-    try:
-        return ROLE_NAMES[role]
-    except KeyError:
-        raise PermanentFactError(
-            f"role {role} is not a role of the platform ({', '.join(ROLE_NAMES.values())})"
-        ) from None
-
-
 async def record_registered(conn: asyncpg.Connection, envelope: Envelope) -> None:
     """A principal and its key, unless the key or the principal was revoked already (a
     revocation may be read before the registration it revokes; revocation is final)."""
     fact = payload_of(envelope)
-    role = role_name(fact.role)
-    owner = await conn.fetchval(
-        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
-    )
-    if owner is not None and owner != fact.principal_id:
-        raise PermanentFactError(
-            f"the API key {fact.api_key_prefix or '(no prefix)'} already belongs to principal "
-            f"{owner}; a key identifies one principal"
-        )
+    role = projected_role(fact.role)
+    await refuse_a_key_of_another(conn, fact)
     await conn.execute(
         "INSERT INTO principals (principal_id, role, name, api_key_sha256, "
         "api_key_prefix, registered_at) SELECT $1, $2, $3, $4, $5, $6 "

@@ -31,11 +31,11 @@ from google.protobuf import json_format
 
 from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, make_envelope, payload_of
-from services.common.identity import ROLE_NAMES
 from services.common.ids import derived_id
 from services.common.money import INT64_MAX, UnknownCurrencyError, micros_per_minor
 from services.common.outbox import write_outbox
 from services.common.periods import period_of
+from services.common.principals import projected_role, refuse_a_key_of_another
 from services.ledger.projection import ALLOCATION_COLUMNS
 from services.ledger.rules import period_bounds
 from services.payout import rules
@@ -77,15 +77,6 @@ def _micros_per_minor(currency: str) -> int:
         return micros_per_minor(currency)
     except UnknownCurrencyError as error:
         raise PermanentFactError(str(error)) from None
-
-
-def _role_name(role: int) -> str:
-    try:
-        return ROLE_NAMES[role]
-    except KeyError:
-        raise PermanentFactError(
-            f"role {role} is not a role of the platform ({', '.join(ROLE_NAMES.values())})"
-        ) from None
 
 
 class Projector:
@@ -161,15 +152,8 @@ class Projector:
 async def _record_principal(conn: asyncpg.Connection, fact) -> None:
     """A principal, revoked from the start if its key or id was revoked already (the
     revocation may be read first)."""
-    role = _role_name(fact.role)
-    owner = await conn.fetchval(
-        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
-    )
-    if owner is not None and owner != fact.principal_id:
-        raise PermanentFactError(
-            f"the API key {fact.api_key_prefix or '(no prefix)'} already belongs to principal "
-            f"{owner}; a key identifies one principal"
-        )
+    role = projected_role(fact.role)
+    await refuse_a_key_of_another(conn, fact)
     await conn.execute(
         "INSERT INTO principals (principal_id, role, name, api_key_sha256, revoked_at) "
         "VALUES ($1, $2, $3, $4, (SELECT min(revoked_at) FROM revoked_keys "
