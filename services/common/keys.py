@@ -10,10 +10,12 @@ answer does not depend on the order in which topics are read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from services.common.config import ConfigError, KafkaAccess, Settings
@@ -58,8 +60,9 @@ class KeyFeed:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(KafkaError, OSError):  # a broker away: nothing to close
+                await consumer.stop()
 
     async def __aenter__(self) -> KeyFeed:
         return await self.start()
@@ -75,14 +78,20 @@ class KeyFeed:
             partitions = list(consumer.assignment())
             ends = await consumer.end_offsets(partitions)
             read = 0
-            pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
-            while pending:
-                batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        self._admit(record)
-                        read += 1
-                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            # Fetch only while catching up: between catch-ups the consumer stays paused,
+            # so it does no work (and has nothing in flight) until a key is missing.
+            consumer.resume(*partitions)
+            try:
+                pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+                while pending:
+                    batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=500)
+                    for records in batches.values():
+                        for record in records:
+                            self._admit(record)
+                            read += 1
+                    pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            finally:
+                consumer.pause(*partitions)
             self._caught_up_from_ms = started_ms
             return read
 
