@@ -17,7 +17,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
@@ -29,7 +31,7 @@ from services.common.db import DATABASE_UNAVAILABLE
 from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.failpoints import failpoint
 from services.common.keys import KeyFeed
-from services.common.signing import KeyEntry, SignatureError, Signer
+from services.common.signing import KeyEntry, SignatureError, Signer, UnknownKeyError
 from services.common.telemetry import consuming, publishing
 from services.common.topics import MAX_FACT_BYTES, TopicRegistry, party_kind, require_topics
 from services.common.validation import FactValidationError, validate_envelope
@@ -54,6 +56,14 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Checked(NamedTuple):
+    """A record decoded, validated and verified: its fact and signer, or why it is not one."""
+
+    envelope: Envelope | None
+    signer: KeyEntry | None
+    error: Exception | None
 
 
 def untrusted_reason(envelope: Envelope, error: SignatureError) -> str:
@@ -201,8 +211,11 @@ class FactConsumer:
             heartbeat_interval_ms=max(session_timeout_ms // 3, 1000),
         )
         self._started = False
+        # One thread per consumer checks records ahead of the handler (_start_checks).
+        self._checker: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group_id}-checks")
         await self._consumer.start()
         self._started = True
 
@@ -210,6 +223,9 @@ class FactConsumer:
         if self._started:
             await self._consumer.stop()
             self._started = False
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
+            self._checker = None
 
     async def __aenter__(self) -> FactConsumer:
         await self.start()
@@ -240,15 +256,18 @@ class FactConsumer:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=200)
         handled = 0
         next_offsets = {partition: records[0].offset for partition, records in batches.items()}
+        checks = iter(self._start_checks([r for records in batches.values() for r in records]))
         try:
             for partition, records in batches.items():
                 for record in records:
-                    await self._process(record)
+                    await self._process(record, await next(checks))
                     next_offsets[partition] = record.offset + 1
                     handled += 1
                 failpoint("consumer.before_offset_commit")
                 await self._consumer.commit({partition: next_offsets[partition]})
         except BaseException:
+            for check in checks:  # nobody waits for the rest of this batch's checks
+                check.cancel()
             # The fetch already moved our position past these records: move it back to the
             # first one not handled, so a retry in this process cannot skip any of them.
             for partition, offset in next_offsets.items():
@@ -274,7 +293,41 @@ class FactConsumer:
                 return False
         return True
 
-    async def _process(self, record: ConsumerRecord) -> None:
+    def _start_checks(self, records: list[ConsumerRecord]) -> tuple[asyncio.Future[Checked], ...]:
+        """Decode, validate and verify the batch's records in a worker thread, one future
+        each, in order: the signature checks (libsodium, outside the GIL) run while the
+        handler waits for the database over the records before them."""
+        loop = asyncio.get_running_loop()
+        futures = tuple(loop.create_future() for _ in records)
+
+        def settle(future: asyncio.Future, checked: Checked | None, error: BaseException | None):
+            if future.done():
+                return
+            if error is None:
+                future.set_result(checked)
+            else:
+                future.set_exception(error)
+
+        def work() -> None:
+            for record, future in zip(records, futures, strict=True):
+                if future.cancelled():
+                    continue  # the handler failed on an earlier record of the batch
+                checked, error = None, None
+                try:
+                    checked = self._check(record)
+                except BaseException as unexpected:  # the handler's await raises it
+                    error = unexpected
+                try:
+                    loop.call_soon_threadsafe(settle, future, checked, error)
+                except RuntimeError:
+                    return  # the loop is closed: the process is stopping, nobody waits
+
+        if records:
+            loop.run_in_executor(self._checker, work)
+        return futures
+
+    def _check(self, record: ConsumerRecord) -> Checked:
+        envelope = None
         try:
             envelope = decode(record.value)
             validate_envelope(envelope)
@@ -284,11 +337,24 @@ class FactConsumer:
                     f"{envelope.event_type} {envelope.event_id}",
                     [f"arrived on topic {record.topic!r} but belongs on {expected!r}"],
                 )
-            signer = await self.keys.verify_record(record, envelope)
-        except (FactDecodeError, FactValidationError) as error:
+            signer = self.keys.check(
+                record.value, envelope, record.topic, record.timestamp, record.timestamp_type
+            )
+        except (FactDecodeError, FactValidationError, SignatureError) as error:
+            return Checked(envelope, None, error)
+        return Checked(envelope, signer, None)
+
+    async def _process(self, record: ConsumerRecord, checked: Checked) -> None:
+        envelope, signer, error = checked
+        if isinstance(error, UnknownKeyError):  # perhaps registered since: look it up
+            try:
+                signer, error = await self.keys.verify_record(record, envelope), None
+            except SignatureError as refused:
+                error = refused
+        if isinstance(error, (FactDecodeError, FactValidationError)):
             await self.dead_letter(record, str(error))
             return
-        except SignatureError as error:
+        if isinstance(error, SignatureError):
             metrics.FORGED_FACTS.labels(self.service, envelope.event_type).inc()
             await self.dead_letter(record, untrusted_reason(envelope, error))
             return

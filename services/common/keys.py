@@ -152,20 +152,25 @@ class KeyFeed:
     async def verify_appended(
         self, value: bytes, envelope: Envelope, topic: str, timestamp_ms: int, timestamp_type: int
     ) -> KeyEntry:
-        """As verify_record, from a record's parts. The append time must be the broker's
-        (the fact topics use LogAppendTime): a producer's clock proves nothing."""
+        """As verify_record, from a record's parts."""
+        try:
+            return self.check(value, envelope, topic, timestamp_ms, timestamp_type)
+        except UnknownKeyError:
+            if timestamp_ms + _CLOCK_MARGIN_MS < self._caught_up_from_ms:
+                raise  # every key registered before this fact was appended is known
+            await self.catch_up()
+            return self.check(value, envelope, topic, timestamp_ms, timestamp_type)
+
+    def check(
+        self, value: bytes, envelope: Envelope, topic: str, timestamp_ms: int, timestamp_type: int
+    ) -> KeyEntry:
+        """The verdict on the keys seen so far, without I/O (any thread may call it):
+        UnknownKeyError for a key not seen yet, which verify_appended looks up. The append
+        time must be the broker's (the fact topics use LogAppendTime): a producer's clock
+        proves nothing."""
         if timestamp_type != LOG_APPEND_TIME:
             raise SignatureError(
                 f"topic {topic} stamps records with the producer's clock, not the broker's "
                 "(message.timestamp.type must be LogAppendTime): run '1tt stack prepare'"
             )
-        return await self.verify(value, envelope, timestamp_ms)
-
-    async def verify(self, value: bytes, envelope: Envelope, appended_ms: int) -> KeyEntry:
-        try:
-            return self.keyring.verify(value, envelope, appended_ms)
-        except UnknownKeyError:
-            if appended_ms + _CLOCK_MARGIN_MS < self._caught_up_from_ms:
-                raise  # every key registered before this fact was appended is known
-            await self.catch_up()
-            return self.keyring.verify(value, envelope, appended_ms)
+        return self.keyring.verify(value, envelope, timestamp_ms)
