@@ -68,17 +68,34 @@ def projected_role(role: int) -> str:
         ) from None
 
 
-async def refuse_a_key_of_another(conn: asyncpg.Connection, fact) -> None:
-    """A projection's refusal of a principal.registered whose key is already another
-    principal's (in the `principals` table of the caller's schema): a key identifies one
-    principal."""
-    from services.common.bus import PermanentFactError
-
+async def _other_holder(conn: asyncpg.Connection, fact) -> str | None:
+    """The principal other than the fact's own that holds the fact's key, if any (in the
+    `principals` table of the caller's schema)."""
     owner = await conn.fetchval(
         "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
     )
-    if owner is not None and owner != fact.principal_id:
+    return owner if owner is not None and owner != fact.principal_id else None
+
+
+async def refuse_a_key_of_another(conn: asyncpg.Connection, fact) -> None:
+    """A projection's refusal of a principal.registered whose key is already another
+    principal's: a key identifies one principal."""
+    from services.common.bus import PermanentFactError
+
+    if owner := await _other_holder(conn, fact):
         raise PermanentFactError(
             f"the API key {fact.api_key_prefix or '(no prefix)'} already belongs to principal "
             f"{owner}; a key identifies one principal"
+        )
+
+
+async def refuse_revoking_a_key_of_another(conn: asyncpg.Connection, fact) -> None:
+    """A projection's refusal of a principal.revoked naming a key that another principal
+    holds: one principal cannot revoke another's key by naming itself."""
+    from services.common.bus import PermanentFactError
+
+    if owner := await _other_holder(conn, fact):
+        raise PermanentFactError(
+            f"the revoked key {fact.api_key_prefix or '(no prefix)'} belongs to principal "
+            f"{owner}, not {fact.principal_id}: name the principal that holds the key"
         )

@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, payload_of
 from services.common.identity import Principal
-from services.common.principals import projected_role, refuse_a_key_of_another
+from services.common.principals import (
+    projected_role,
+    refuse_a_key_of_another,
+    refuse_revoking_a_key_of_another,
+)
 from services.ingest.receipts import ReceiptSigner
 from tt.facts.v1 import contribution_pb2
 from tt.ingest.v1 import ingest_pb2
@@ -82,14 +85,7 @@ async def record_registered(conn: asyncpg.Connection, envelope: Envelope) -> Non
 async def record_revoked(conn: asyncpg.Connection, envelope: Envelope) -> None:
     """Forget the key's principal for authentication, and remember the revocation."""
     fact = payload_of(envelope)
-    owner = await conn.fetchval(
-        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
-    )
-    if owner is not None and owner != fact.principal_id:
-        raise PermanentFactError(
-            f"the revoked key {fact.api_key_prefix or '(no prefix)'} belongs to principal "
-            f"{owner}, not {fact.principal_id}: name the principal that holds the key"
-        )
+    await refuse_revoking_a_key_of_another(conn, fact)
     await conn.execute(
         "INSERT INTO revoked_keys (api_key_sha256, principal_id, api_key_prefix, reason, "
         "revoked_at, event_id) VALUES ($1, $2, $3, $4, $5, $6) "

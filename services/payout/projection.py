@@ -35,7 +35,11 @@ from services.common.ids import derived_id
 from services.common.money import INT64_MAX, UnknownCurrencyError, micros_per_minor
 from services.common.outbox import write_outbox
 from services.common.periods import period_of
-from services.common.principals import projected_role, refuse_a_key_of_another
+from services.common.principals import (
+    projected_role,
+    refuse_a_key_of_another,
+    refuse_revoking_a_key_of_another,
+)
 from services.ledger.projection import ALLOCATION_COLUMNS
 from services.ledger.rules import period_bounds
 from services.payout import rules
@@ -168,14 +172,7 @@ async def _record_principal(conn: asyncpg.Connection, fact) -> None:
 async def _record_revocation(conn: asyncpg.Connection, fact, revoked_at: datetime) -> None:
     """The key and its principal no longer authenticate, and the principal's dashboard
     sessions end. Revocation is final: the earliest one counts."""
-    owner = await conn.fetchval(
-        "SELECT principal_id FROM principals WHERE api_key_sha256 = $1", fact.api_key_sha256
-    )
-    if owner is not None and owner != fact.principal_id:
-        raise PermanentFactError(
-            f"the revoked key {fact.api_key_prefix or '(no prefix)'} belongs to principal "
-            f"{owner}, not {fact.principal_id}: name the principal that holds the key"
-        )
+    await refuse_revoking_a_key_of_another(conn, fact)
     await conn.execute(
         "INSERT INTO revoked_keys (api_key_sha256, principal_id, revoked_at) "
         "VALUES ($1, $2, $3) ON CONFLICT (api_key_sha256) DO UPDATE "
