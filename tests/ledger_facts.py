@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from services.common.facts import Envelope, make_envelope, timestamp
-from services.common.ids import derived_id
-from services.ledger.merkle import merkle_root
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
 from tt.facts.v1 import consumer_pb2, contribution_pb2
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -93,7 +93,7 @@ def snapshot(snapshot_id: str, consumer_id: str, members: Sequence[Envelope]) ->
         name=f"name-{snapshot_id}",
         selection=consumer_pb2.SNAPSHOT_SELECTION_LISTED,
         members=rows,
-        merkle_root=merkle_root(rows),
+        merkle_root=snapshot_root(rows),
     )
     return envelope(fact, derived_id("snapshot.created", snapshot_id))
 

@@ -4,8 +4,8 @@ Reads every fact topic from offset 0 with its own consumer (no group, read_commi
 as the auditor party (read-only on the fact topics), verifies every fact's signature
 (services.common.signing: only facts signed by the party that owns their type count, as
 for every service), recomputes allocations and payouts with the published rules
-(services/audit/recompute.py, on the pure functions of services/ledger/rules.py and
-services/payout/rules.py), and
+(services/audit/recompute.py, on the pure functions of services/rules/allocation.py and
+services/rules/settlement.py), and
 compares them with (a) the allocation.made and payout.issued facts on the log and (b)
 the ledger's and payout's projections in PostgreSQL. Any difference is listed precisely.
 """
@@ -25,10 +25,10 @@ from services.common.identity import ROLE_NAMES
 from services.common.keys import KeyFeed
 from services.common.logreader import ReadStats, read_log
 from services.common.money import micros_per_minor
-from services.ledger.projection import ALLOCATION_COLUMNS
+from services.rules.allocation import ALLOCATION_FIELDS
 
 # Every field of an allocation except its id, which is the key compared on.
-FIELDS = ALLOCATION_COLUMNS[1:]
+FIELDS = ALLOCATION_FIELDS[1:]
 MAX_LISTED = 50
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.common.facts import Envelope, payload_of
-from services.common.ids import derived_id
-from services.common.money import UnknownCurrencyError, minor_exponent
-from services.ledger import rules
-from services.ledger.merkle import merkle_root
-from services.payout.rules import settle
+from services.rules import admission
+from services.rules.allocation import AllocationError, NothingToAllocate, pool_micros, split
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
+from services.rules.settlement import settle
+from services.rules.terms import Deployment
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
     for snapshot_id, fact in _first(
         by_type.get("snapshot.created", []), "snapshot_id", refused, "snapshot"
     ).items():
-        if merkle_root(fact.members) != fact.merkle_root:
+        if snapshot_root(fact.members) != fact.merkle_root:
             refused.append(f"snapshot {snapshot_id}: merkle_root does not match its members")
             continue
         snapshots[snapshot_id] = fact
@@ -120,111 +121,116 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
     adjustments = _first(
         by_type.get("revenue.adjusted", []), "adjustment_id", refused, "adjustment"
     )
-    shares: dict[str, int] = {}
-    claims_of: dict[str, list[rules.Claim]] = {}
+    agreement_terms = {i: _agreement(fact) for i, fact in agreements.items()}
+    deployment_terms = {
+        i: Deployment(i, fact.service_id, tuple(fact.snapshot_ids), _ts(fact.deployed_from))
+        for i, fact in deployments.items()
+    }
+    listed = {
+        i: [
+            admission.SnapshotMember(
+                m.contribution_id, m.contributor_id, m.tokens_accepted, m.processed_event_id
+            )
+            for m in fact.members
+        ]
+        for i, fact in snapshots.items()
+    }
+    said = {
+        i: admission.Processed(fact.contribution_id, fact.contributor_id, fact.tokens_accepted)
+        for i, fact in processed.items()
+    }
+    allocated: dict[str, admission.Allocate] = {}
     for revenue_id in sorted(revenue):
         fact = revenue[revenue_id]
-        outcome = _recorded(fact, agreements, deployments, snapshots, processed, withdrawn)
-        if isinstance(outcome, str):
-            expected.outcomes[revenue_id] = outcome
-            continue
-        shares[revenue_id], claims_of[revenue_id] = outcome
-        expected.outcomes[revenue_id] = _split(
-            expected, revenue_id, fact, fact.amount_minor, *outcome
+        event = admission.RevenueEvent(
+            revenue_id,
+            fact.consumer_id,
+            fact.service_id,
+            fact.period,
+            fact.currency,
+            fact.amount_minor,
+            fact.agreement_id,
+            tuple(fact.deployment_ids),
         )
+        outcome = admission.admit(
+            event,
+            agreement_terms.get(fact.agreement_id),
+            deployment_terms,
+            listed,
+            said,
+            withdrawn,
+        )
+        if isinstance(outcome, admission.Allocate):
+            allocated[revenue_id] = outcome
+            expected.outcomes[revenue_id] = _split(
+                expected, revenue_id, fact, fact.amount_minor, outcome.share_bps, outcome.claims
+            )
+        else:
+            expected.outcomes[revenue_id] = _status(outcome)
     for adjustment_id in sorted(adjustments):
         fact = adjustments[adjustment_id]
         original = revenue.get(fact.revenue_id)
-        status = expected.outcomes.get(fact.revenue_id, "")
-        if original is None or status.startswith("parked"):
-            outcome = "parked: waiting for the revenue it corrects"
-        elif status.startswith("rejected"):
-            outcome = "rejected: corrects a rejected revenue event"
-        elif (original.currency, original.service_id, original.consumer_id) != (
-            fact.currency,
-            fact.service_id,
-            fact.consumer_id,
-        ):
-            outcome = "rejected: does not match the revenue it corrects"
-        else:
-            outcome = _split(
-                expected,
-                adjustment_id,
-                original,
-                fact.delta_minor,
-                shares[fact.revenue_id],
-                claims_of[fact.revenue_id],
+        standing = None
+        if original is not None:
+            status, _, reason = expected.outcomes[fact.revenue_id].partition(": ")
+            standing = admission.Outcome(
+                "recorded",
+                status,
+                reason,
+                original.consumer_id,
+                original.service_id,
+                original.currency,
             )
-        expected.outcomes[adjustment_id] = outcome
+        elif fact.revenue_id in adjustments:
+            standing = admission.Outcome("adjusted", "", "", "", "", "")
+        waits = admission.admit_adjustment(
+            admission.Adjustment(
+                adjustment_id,
+                fact.revenue_id,
+                fact.consumer_id,
+                fact.service_id,
+                fact.currency,
+                fact.delta_minor,
+            ),
+            standing,
+        )
+        if waits is not None:
+            expected.outcomes[adjustment_id] = _status(waits)
+            continue
+        terms = allocated[fact.revenue_id]
+        expected.outcomes[adjustment_id] = _split(
+            expected, adjustment_id, original, fact.delta_minor, terms.share_bps, terms.claims
+        )
     return expected
 
 
-def _recorded(fact, agreements, deployments, snapshots, processed, withdrawn):
-    """(share_bps, claims) if the revenue event can be allocated; else its outcome."""
-    try:
-        minor_exponent(fact.currency)
-    except UnknownCurrencyError as error:
-        return f"rejected: {error}"
-    if not fact.agreement_id or not fact.deployment_ids:
-        return "rejected: names no agreement or no deployment"
-    agreement = agreements.get(fact.agreement_id)
-    missing = [] if agreement else [f"agreement {fact.agreement_id}"]
-    named = [deployments.get(d) for d in fact.deployment_ids]
-    missing += [
-        f"deployment {d}" for d, dep in zip(fact.deployment_ids, named, strict=True) if not dep
-    ]
-    snapshot_ids = sorted({s for dep in named if dep for s in dep.snapshot_ids})
-    missing += [f"snapshot {s}" for s in snapshot_ids if s not in snapshots]
-    members = [m for s in snapshot_ids if s in snapshots for m in snapshots[s].members]
-    missing += [
-        f"processed {m.processed_event_id}"
-        for m in members
-        if m.processed_event_id not in processed
-    ]
-    if missing:
-        return "parked: waiting for " + "; ".join(missing[:3])
-    _, end = rules.period_bounds(fact.period)
-    terms = rules.AgreementTerms(
-        agreement.agreement_id,
-        agreement.service_id,
-        agreement.share_bps,
-        agreement.currency,
-        _ts(agreement.effective_from),
-        _ts(agreement.effective_until) if agreement.HasField("effective_until") else None,
+def _agreement(fact) -> admission.Agreement:
+    return admission.Agreement(
+        fact.agreement_id,
+        fact.service_id,
+        fact.share_bps,
+        fact.currency,
+        _ts(fact.effective_from),
+        _ts(fact.effective_until) if fact.HasField("effective_until") else None,
+        fact.min_payout_minor,
+        fact.weighting_rule,
+        fact.consumer_id,
     )
-    if (
-        agreement.service_id != fact.service_id
-        or agreement.consumer_id != fact.consumer_id
-        or agreement.currency != fact.currency
-        or not rules.covers(terms, fact.period)
-    ):
-        return "rejected: the agreement does not cover this service, consumer, currency or period"
-    for dep in named:
-        if dep.service_id != fact.service_id or _ts(dep.deployed_from) >= end:
-            return "rejected: a deployment is of another service or began after the period"
-    by_snapshot = []
-    for snapshot_id in snapshot_ids:
-        rows = []
-        for m in snapshots[snapshot_id].members:
-            p = processed[m.processed_event_id]
-            if (p.contribution_id, p.contributor_id) != (m.contribution_id, m.contributor_id):
-                return "rejected: a snapshot member names another contribution's processed fact"
-            if p.tokens_accepted != m.tokens_accepted:
-                return "rejected: a snapshot's token count differs from the processed fact"
-            rows.append(rules.Member(m.contribution_id, m.contributor_id, p.tokens_accepted))
-        by_snapshot.append((snapshot_id, rows))
-    weight = rules.WEIGHT_PER_TOKEN.get(agreement.weighting_rule)
-    if weight is None:
-        return "rejected: unknown weighting rule"
-    return agreement.share_bps, rules.claims_for(by_snapshot, withdrawn, fact.period, weight)
+
+
+def _status(outcome: admission.Park | admission.Reject) -> str:
+    kind = "parked" if isinstance(outcome, admission.Park) else "rejected"
+    return f"{kind}: {outcome.reason}"
 
 
 def _split(expected: Expected, revenue_id, revenue, amount_minor, share_bps, claims) -> str:
     try:
-        pool = rules.pool_micros(amount_minor, revenue.currency, share_bps)
-        parts = rules.split(pool, claims)
-    except rules.AllocationError as error:
-        return f"unallocated: {error}" if "eligible" in str(error) else f"rejected: {error}"
+        pool = pool_micros(amount_minor, revenue.currency, share_bps)
+        parts = split(pool, claims)
+    except NothingToAllocate as error:
+        return f"unallocated: {error}; the pool stays with the consumer"
+    except AllocationError as error:
+        return f"rejected: {error}"
     currency = revenue.currency
     expected.revenue_minor[currency] = expected.revenue_minor.get(currency, 0) + amount_minor
     expected.pool_micros[currency] = expected.pool_micros.get(currency, 0) + pool

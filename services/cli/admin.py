@@ -23,9 +23,9 @@ from services.common.bus import FactProducer
 from services.common.config import KafkaAccess, Settings
 from services.common.facts import make_envelope
 from services.common.identity import ROLE_NAMES, generate_api_key, role_number
-from services.common.ids import new_id
 from services.common.validation import FactValidationError, text_problem, validate_envelope
 from services.ingest.receipts import generate_signing_key
+from services.rules.ids import new_id
 from tt.facts.v1 import identity_pb2
 
 _KEY_PREFIX = re.compile(r"tt_[0-9a-f]{8}")

@@ -19,7 +19,7 @@ from services.cli.client import (
     default_upload_id,
     file_sha256,
 )
-from services.ingest.formats import UploadRejected, guess_from_filename
+from services.common.formats import UploadRejected, guess_from_filename
 from services.ingest.receipts import ReceiptError, receipt_from_json, receipt_to_json, verify
 from tt.ingest.v1 import ingest_pb2
 

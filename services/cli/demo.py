@@ -31,10 +31,10 @@ from services.common.config import Settings
 from services.common.db import create_pool
 from services.common.examples import example_envelopes
 from services.common.facts import BY_EVENT_TYPE, Envelope, payload_of
-from services.common.ids import new_id
 from services.common.inbox import Inbox
 from services.common.keys import KeyFeed
 from services.common.migrations import migrate_schema
+from services.rules.ids import new_id
 
 SCHEMA = "demo"
 BACKBONE_PREFIX = "demo-backbone."

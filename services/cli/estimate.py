@@ -16,7 +16,7 @@ from pathlib import Path
 
 from services.cli.contribute import CliError, collect_files
 from services.cli.report_view import render
-from services.ingest import formats
+from services.common import formats
 from services.preprocess.dedup import DocRef, index_all
 from services.preprocess.pipeline import (
     DocResult,

@@ -208,8 +208,8 @@ def _client(args):
 
 async def _contributor(args) -> int:
     from services.cli import contribute
+    from services.common.formats import compression_from_name, format_from_name
     from services.common.identity import api_key_from_authorization
-    from services.ingest.formats import compression_from_name, format_from_name
 
     key = args.api_key or os.environ.get("TT_API_KEY")
     if not key or api_key_from_authorization(f"Bearer {key}") is None:
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         # the retry is the designed behaviour, not something a user must act on.
         logging.getLogger("aiokafka").setLevel(logging.ERROR)
     from services.cli.contribute import CliError
-    from services.ingest.formats import UploadRejected
+    from services.common.formats import UploadRejected
 
     try:
         settings = Settings.from_env(**_credentials_of(args))

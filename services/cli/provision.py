@@ -21,7 +21,6 @@ from services.common import kafka_users
 from services.common.bus import FactProducer
 from services.common.config import IDENTITY_FILE, Settings
 from services.common.facts import make_envelope, payload_of, timestamp
-from services.common.ids import derived_id
 from services.common.keys import KeyFeed
 from services.common.signing import (
     KeyEntry,
@@ -37,6 +36,7 @@ from services.common.topics import (
     TopicRegistry,
     ensure_topics_on_broker,
 )
+from services.rules.ids import derived_id
 from tt.facts.v1 import identity_pb2
 
 # Parties whose Kafka users and keys the stack creates (consumers come one by one, with

@@ -24,11 +24,11 @@ from services.cli.estimate import _records
 from services.common.blobstore import BlobStore, load_public_key
 from services.common.config import Settings
 from services.common.facts import make_envelope
-from services.common.ids import new_id
 from services.consumer.client import ConsumerClient, ConsumerError
 from services.preprocess.fingerprints import fingerprint
 from services.preprocess.normalize import normalize
 from services.preprocess.pipeline import PipelineConfig
+from services.rules.ids import new_id
 from tt.facts.v1 import common_pb2, consumer_pb2
 
 

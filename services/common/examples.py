@@ -8,7 +8,7 @@ import hashlib
 from datetime import UTC, datetime
 
 from services.common.facts import FACTS, Envelope, make_envelope, timestamp
-from services.common.ids import derived_id
+from services.rules.ids import derived_id
 from tt.facts.v1 import common_pb2, consumer_pb2, contribution_pb2, identity_pb2, ledger_pb2
 
 _EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

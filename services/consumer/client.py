@@ -16,7 +16,7 @@ publishes the same fact again, which every reader discards as a duplicate.
 
 A revenue fact names the agreement and the deployments it is paid under; by default
 they are resolved here from the consumer's own facts on the log with the published rules
-(services.ledger.rules.agreement_in_force / deployments_for).
+(services.rules.terms).
 """
 
 from __future__ import annotations
@@ -35,13 +35,19 @@ from services.common.bus import PartyBus
 from services.common.config import IDENTITY_FILE, ConfigError, Settings
 from services.common.facts import Envelope, make_envelope, payload_of, timestamp
 from services.common.identity import Principal, with_article
-from services.common.ids import derived_id
 from services.common.logreader import read_facts
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
+from services.common.periods import PeriodError, period_bounds
 from services.common.topics import TopicSetupError
 from services.common.validation import FactValidationError, validate_envelope
-from services.ledger import rules
-from services.ledger.merkle import merkle_root
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
+from services.rules.terms import (
+    AgreementTerms,
+    Deployment,
+    agreement_in_force,
+    deployments_for,
+)
 from tt.facts.v1 import consumer_pb2, contribution_pb2
 
 PRODUCER = "consumer-client"
@@ -344,7 +350,7 @@ class ConsumerClient:
                 else consumer_pb2.SNAPSHOT_SELECTION_LISTED
             ),
             members=members,
-            merkle_root=merkle_root(members),
+            merkle_root=snapshot_root(members),
         )
         if all_processed:
             fact.as_of.CopyFrom(timestamp(cutoff))
@@ -419,7 +425,7 @@ class ConsumerClient:
                 agreements[fact.agreement_id] = fact
             elif envelope.event_type == "service.deployed":
                 deployments.append(
-                    rules.Deployment(
+                    Deployment(
                         fact.deployment_id,
                         fact.service_id,
                         tuple(fact.snapshot_ids),
@@ -427,7 +433,7 @@ class ConsumerClient:
                     )
                 )
         terms = [
-            rules.AgreementTerms(
+            AgreementTerms(
                 a.agreement_id,
                 a.service_id,
                 a.share_bps,
@@ -437,13 +443,13 @@ class ConsumerClient:
             )
             for a in agreements.values()
         ]
-        chosen = rules.agreement_in_force(terms, service, period)
+        chosen = agreement_in_force(terms, service, period)
         if chosen is None:
             raise ConsumerError(
                 f"no agreement of yours covers service {service!r} in {period}; publish one "
                 "with `1tt consumer agreement` first (or name one with --agreement)"
             )
-        live = rules.deployments_for(deployments, service, period)
+        live = deployments_for(deployments, service, period)
         if not live:
             raise ConsumerError(
                 f"service {service!r} has no deployment live in {period}; publish one with "
@@ -475,8 +481,8 @@ class ConsumerClient:
                 "`1tt consumer adjust`"
             )
         try:
-            start, _ = rules.period_bounds(period)
-        except rules.AllocationError as error:
+            start, _ = period_bounds(period)
+        except PeriodError as error:
             raise ConsumerError(str(error)) from None
         if start > datetime.now(UTC):
             raise ConsumerError(

@@ -59,9 +59,9 @@ from services.common.blobstore import (
     load_private_key,
 )
 from services.common.facts import Envelope, payload_of
-from services.common.ids import derived_id
 from services.consumer.client import ConsumerClient, ConsumerError
-from services.ledger.merkle import merkle_root
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
 from tt.facts.v1 import consumer_pb2, contribution_pb2
 
 FORMATS = {
@@ -142,8 +142,8 @@ def find_snapshot(
 
 
 def check_merkle_root(snapshot: consumer_pb2.SnapshotCreated) -> None:
-    """The recorded Merkle root must be the one its members give (services.ledger.merkle)."""
-    recomputed = merkle_root(list(snapshot.members))
+    """The recorded Merkle root must be the one its members give (services.rules.merkle)."""
+    recomputed = snapshot_root(list(snapshot.members))
     if recomputed != snapshot.merkle_root:
         raise ConsumerError(
             f"snapshot {snapshot.snapshot_id}: its fact records Merkle root "

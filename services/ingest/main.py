@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import formats
 from services.common.blobstore import BlobStore, load_private_key, load_public_key
 from services.common.bus import FactConsumer, PartyBus
 from services.common.config import ConfigError, Settings
@@ -28,7 +29,7 @@ from services.common.inbox import Inbox
 from services.common.metrics import ConsumerLagMonitor, serve_metrics
 from services.common.migrations import migrate_schema
 from services.common.telemetry import configure_tracing
-from services.ingest import formats, projection
+from services.ingest import projection
 from services.ingest.receipts import key_id_of, load_signer
 from services.ingest.servicer import IngestServicer, InternalErrorInterceptor
 from services.ingest.terms import accepted_terms

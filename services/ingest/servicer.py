@@ -31,11 +31,11 @@ from services.common.identity import (
     api_key_sha256,
     with_article,
 )
-from services.common.ids import derived_id
 from services.common.validation import FactValidationError, text_problem, validate_envelope
 from services.ingest import projection
 from services.ingest.receipts import ReceiptSigner
 from services.ingest.upload import UploadContext, UploadFailure, accept_upload
+from services.rules.ids import derived_id
 from tt.facts.v1 import contribution_pb2
 from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 

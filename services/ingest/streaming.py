@@ -13,7 +13,7 @@ import io
 import queue
 import threading
 
-from services.ingest import formats
+from services.common import formats
 
 _END = None  # marks the end of the stream in the queue
 

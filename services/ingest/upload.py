@@ -27,18 +27,16 @@ import asyncpg
 import grpc
 from aiokafka.errors import KafkaError
 
-from services.common import metrics
+from services.common import formats, metrics
 from services.common.blobstore import BlobStore, BlobWriter
 from services.common.bus import FactProducer
 from services.common.facts import make_envelope
 from services.common.identity import Principal
-from services.common.ids import derived_id
 from services.common.validation import (
     MAX_FILE_NAME_LENGTH,
     FactValidationError,
     validate_envelope,
 )
-from services.ingest import formats
 from services.ingest.projection import (
     StoredUpload,
     find_upload,
@@ -48,6 +46,7 @@ from services.ingest.projection import (
 )
 from services.ingest.receipts import ReceiptSigner
 from services.ingest.streaming import StreamingValidator, streams
+from services.rules.ids import derived_id
 from tt.facts.v1 import common_pb2, contribution_pb2
 from tt.ingest.v1 import ingest_pb2
 

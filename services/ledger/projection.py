@@ -23,16 +23,25 @@ import asyncpg
 from services.common.bus import PermanentFactError
 from services.common.db import describe_refusal, refused_by_database
 from services.common.facts import Envelope, make_envelope, payload_of
-from services.common.ids import derived_id
 from services.common.money import (
     INT64_MAX,
     UnknownCurrencyError,
     micros_per_minor,
-    minor_exponent,
 )
 from services.common.outbox import write_outbox_new
-from services.ledger import rules
-from services.ledger.merkle import merkle_root
+from services.rules import admission
+from services.rules.allocation import (
+    ALLOCATION_FIELDS,
+    AllocationError,
+    Claim,
+    NothingToAllocate,
+    Part,
+    pool_micros,
+    split,
+)
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
+from services.rules.terms import Deployment
 from tt.facts.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
@@ -49,11 +58,6 @@ EVENT_TYPES = (
     "revenue.recorded",
     "revenue.adjusted",
     "payout.issued",
-)
-# The allocations table's columns are the allocation.made fact's fields, in field order,
-# so a row and its fact cannot disagree; the auditor compares the same fields.
-ALLOCATION_COLUMNS: tuple[str, ...] = tuple(
-    field.name for field in ledger_pb2.AllocationMade.DESCRIPTOR.fields
 )
 # The tables `1tt rebuild ledger` compares, with their ordering keys. Inbox and outbox
 # rows are bookkeeping (offsets, times) and are not part of the comparison.
@@ -188,12 +192,12 @@ class Projector:
     async def _snapshot_created(self, conn, envelope, fact) -> None:
         for member in fact.members:
             _fits_int64("tokens_accepted", member.tokens_accepted)
-        expected_root = merkle_root(fact.members)
+        expected_root = snapshot_root(fact.members)
         if fact.merkle_root != expected_root:
             raise PermanentFactError(
                 f"snapshot {fact.snapshot_id}'s merkle_root {fact.merkle_root} does not match "
                 f"its members (expected {expected_root}, computed by "
-                "services.ledger.merkle.merkle_root as docs/allocation.md defines)"
+                "the snapshot digest docs/money.md defines)"
             )
         digest = _payload_sha256(envelope)
         exists = await conn.fetchval(
@@ -418,99 +422,67 @@ async def _release_one(conn: asyncpg.Connection, revenue_id: str) -> int:
 
 
 async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-    service_id, period = row["service_id"], row["period"]
-    _check_currency(row["currency"])
-    if not row["agreement_id"]:
-        raise _Rejected(
-            "the revenue fact names no agreement (agreement_id); publish it with the consumer "
-            "client, which names the agreement in force for the service and period"
+    revenue = admission.RevenueEvent(
+        row["revenue_id"],
+        row["consumer_id"],
+        row["service_id"],
+        row["period"],
+        row["currency"],
+        row["amount_minor"],
+        row["agreement_id"] or "",
+        tuple(row["deployment_ids"] or ()),
+    )
+    found = await conn.fetchrow(
+        "SELECT * FROM agreements WHERE agreement_id = $1", revenue.agreement_id
+    )
+    agreement = None
+    if found is not None:
+        agreement = admission.Agreement(
+            found["agreement_id"],
+            found["service_id"],
+            found["share_bps"],
+            found["currency"],
+            found["effective_from"],
+            found["effective_until"],
+            found["min_payout_minor"],
+            found["weighting_rule"],
+            found["consumer_id"],
         )
-    if not row["deployment_ids"]:
-        raise _Rejected("the revenue fact names no deployment (deployment_ids)")
-    missing = []
-    agreement = await conn.fetchrow(
-        "SELECT * FROM agreements WHERE agreement_id = $1", row["agreement_id"]
-    )
-    if agreement is None:
-        missing.append(f"agreement {row['agreement_id']}")
-    deployments = await conn.fetch(
-        "SELECT * FROM deployments WHERE deployment_id = ANY($1::text[]) ORDER BY deployment_id",
-        row["deployment_ids"],
-    )
-    found = {d["deployment_id"] for d in deployments}
-    missing += [f"deployment {d}" for d in sorted(set(row["deployment_ids"]) - found)]
-    snapshot_ids = sorted({s for d in deployments for s in d["snapshot_ids"]})
-    snapshots = await conn.fetch(
-        "SELECT snapshot_id FROM snapshots WHERE snapshot_id = ANY($1::text[])", snapshot_ids
-    )
-    missing += [
-        f"snapshot {s}" for s in sorted(set(snapshot_ids) - {s["snapshot_id"] for s in snapshots})
-    ]
-    members = await conn.fetch(
+    deployments = {
+        d["deployment_id"]: Deployment(
+            d["deployment_id"], d["service_id"], tuple(d["snapshot_ids"]), d["deployed_from"]
+        )
+        for d in await conn.fetch(
+            "SELECT * FROM deployments WHERE deployment_id = ANY($1::text[])",
+            list(revenue.deployment_ids),
+        )
+    }
+    snapshot_ids = sorted({s for d in deployments.values() for s in d.snapshot_ids})
+    snapshots: dict[str, list[admission.SnapshotMember]] = {
+        s["snapshot_id"]: []
+        for s in await conn.fetch(
+            "SELECT snapshot_id FROM snapshots WHERE snapshot_id = ANY($1::text[])", snapshot_ids
+        )
+    }
+    processed: dict[str, admission.Processed] = {}
+    for m in await conn.fetch(
         "SELECT m.snapshot_id, m.contribution_id, m.contributor_id, m.tokens_accepted AS claimed,"
         " m.processed_event_id, p.contribution_id AS p_contribution, "
         " p.contributor_id AS p_contributor, p.tokens_accepted "
         "FROM snapshot_members m LEFT JOIN processed p ON p.event_id = m.processed_event_id "
         "WHERE m.snapshot_id = ANY($1::text[]) ORDER BY m.snapshot_id, m.contribution_id",
         snapshot_ids,
-    )
-    unprocessed = sorted({m["processed_event_id"] for m in members if m["tokens_accepted"] is None})
-    if unprocessed:
-        missing.append(
-            f"{len(unprocessed)} contribution.processed fact(s) named by the snapshots "
-            f"(first: {unprocessed[0]})"
-        )
-    if missing:
-        raise _Waiting("; ".join(missing))
-
-    if agreement["service_id"] != service_id:
-        raise _Rejected(
-            f"agreement {agreement['agreement_id']} is for service {agreement['service_id']!r},"
-            f" not {service_id!r}"
-        )
-    if agreement["consumer_id"] != row["consumer_id"]:
-        raise _Rejected(f"agreement {agreement['agreement_id']} is another consumer's")
-    if agreement["currency"] != row["currency"]:
-        raise _Rejected(
-            f"the revenue is in {row['currency']} but agreement {agreement['agreement_id']} "
-            f"settles in {agreement['currency']}; currencies never mix"
-        )
-    terms = rules.AgreementTerms(
-        agreement["agreement_id"],
-        agreement["service_id"],
-        agreement["share_bps"],
-        agreement["currency"],
-        agreement["effective_from"],
-        agreement["effective_until"],
-    )
-    if not rules.covers(terms, period):
-        raise _Rejected(f"agreement {agreement['agreement_id']} is not in force during {period}")
-    _, period_end = rules.period_bounds(period)
-    for deployment in deployments:
-        if deployment["service_id"] != service_id:
-            raise _Rejected(
-                f"deployment {deployment['deployment_id']} is of service "
-                f"{deployment['service_id']!r}, not {service_id!r}"
+    ):
+        snapshots[m["snapshot_id"]].append(
+            admission.SnapshotMember(
+                m["contribution_id"], m["contributor_id"], m["claimed"], m["processed_event_id"]
             )
-        if deployment["deployed_from"] >= period_end:
-            raise _Rejected(f"deployment {deployment['deployment_id']} began after {period} ended")
-    by_snapshot: dict[str, list[rules.Member]] = {}
-    for m in members:
-        if (m["p_contribution"], m["p_contributor"]) != (m["contribution_id"], m["contributor_id"]):
-            raise _Rejected(
-                f"snapshot {m['snapshot_id']} lists contribution {m['contribution_id']} with "
-                f"processed fact {m['processed_event_id']}, which is about another contribution"
-            )
-        if m["claimed"] != m["tokens_accepted"]:
-            raise _Rejected(
-                f"snapshot {m['snapshot_id']} claims {m['claimed']} accepted tokens for "
-                f"contribution {m['contribution_id']}, but its processed fact says "
-                f"{m['tokens_accepted']}"
-            )
-        by_snapshot.setdefault(m["snapshot_id"], []).append(
-            rules.Member(m["contribution_id"], m["contributor_id"], m["tokens_accepted"])
         )
-    member_ids = sorted({m["contribution_id"] for m in members})
+        if m["tokens_accepted"] is not None:
+            processed[m["processed_event_id"]] = admission.Processed(
+                m["p_contribution"], m["p_contributor"], m["tokens_accepted"]
+            )
+    member_ids = sorted({m.contribution_id for ms in snapshots.values() for m in ms})
     withdrawn = {
         w["contribution_id"]: w["effective_at"]
         for w in await conn.fetch(
@@ -519,40 +491,43 @@ async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> N
             member_ids,
         )
     }
-    weight_per_token = rules.WEIGHT_PER_TOKEN.get(agreement["weighting_rule"])
-    if weight_per_token is None:
-        raise _Rejected(f"weighting rule {agreement['weighting_rule']} is not known")
-    claims = rules.claims_for(list(by_snapshot.items()), withdrawn, period, weight_per_token)
-    await _write_split(conn, row, agreement["agreement_id"], agreement["share_bps"], claims)
+    outcome = admission.admit(revenue, agreement, deployments, snapshots, processed, withdrawn)
+    if isinstance(outcome, admission.Park):
+        raise _Waiting("; ".join(outcome.waiting_for))
+    if isinstance(outcome, admission.Reject):
+        raise _Rejected(outcome.reason)
+    await _write_split(conn, row, outcome.agreement_id, outcome.share_bps, outcome.claims)
 
 
 async def _allocate_adjustment(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-    _check_currency(row["currency"])
+    adjustment = admission.Adjustment(
+        row["revenue_id"],
+        row["original_revenue_id"],
+        row["consumer_id"],
+        row["service_id"],
+        row["currency"],
+        row["amount_minor"],
+    )
     original = await conn.fetchrow(
         "SELECT * FROM revenue WHERE revenue_id = $1", row["original_revenue_id"]
     )
-    if original is None:
-        raise _Waiting(f"revenue {row['original_revenue_id']}, which this adjustment corrects")
-    if original["kind"] != "recorded":
-        raise _Rejected(f"{row['original_revenue_id']} is an adjustment; adjust the original")
-    if original["status"] == "parked":
-        raise _Waiting(f"revenue {original['revenue_id']} to be allocated first")
-    if original["status"] == "rejected":
-        raise _Rejected(
-            f"it corrects revenue {original['revenue_id']}, which was rejected: "
-            f"{original['status_reason']}"
+    standing = None
+    if original is not None:
+        standing = admission.Outcome(
+            original["kind"],
+            original["status"],
+            original["status_reason"],
+            original["consumer_id"],
+            original["service_id"],
+            original["currency"],
         )
-    if original["currency"] != row["currency"]:
-        raise _Rejected(
-            f"the adjustment is in {row['currency']} but revenue {original['revenue_id']} is "
-            f"in {original['currency']}; currencies never mix"
-        )
-    if original["service_id"] != row["service_id"]:
-        raise _Rejected(f"revenue {original['revenue_id']} is of another service")
-    if original["consumer_id"] != row["consumer_id"]:
-        raise _Rejected(f"revenue {original['revenue_id']} is another consumer's")
+    outcome = admission.admit_adjustment(adjustment, standing)
+    if isinstance(outcome, admission.Park):
+        raise _Waiting("; ".join(outcome.waiting_for))
+    if isinstance(outcome, admission.Reject):
+        raise _Rejected(outcome.reason)
     claims = [
-        rules.Claim(a["contribution_id"], a["contributor_id"], a["weight"])
+        Claim(a["contribution_id"], a["contributor_id"], a["weight"])
         for a in await conn.fetch(
             "SELECT contribution_id, contributor_id, weight FROM allocations "
             "WHERE revenue_id = $1 ORDER BY contribution_id",
@@ -572,28 +547,21 @@ async def _allocate_adjustment(conn: asyncpg.Connection, row: asyncpg.Record) ->
     await _write_split(conn, row, agreement_id, original["share_bps"] or 0, claims)
 
 
-def _check_currency(currency: str) -> None:
-    try:
-        minor_exponent(currency)
-    except UnknownCurrencyError as error:
-        raise _Rejected(str(error)) from None
-
-
 async def _write_split(
     conn: asyncpg.Connection,
     row: asyncpg.Record,
     agreement_id: str,
     share_bps: int,
-    claims: list[rules.Claim],
+    claims: list[Claim],
 ) -> None:
     revenue_id, currency = row["revenue_id"], row["currency"]
     try:
-        pool = rules.pool_micros(row["amount_minor"], currency, share_bps)
-    except rules.AllocationError as error:
+        pool = pool_micros(row["amount_minor"], currency, share_bps)
+    except AllocationError as error:
         raise _Rejected(str(error)) from None
     try:
-        parts = rules.split(pool, claims)
-    except rules.AllocationError as error:
+        parts = split(pool, claims)
+    except NothingToAllocate as error:
         await conn.execute(
             "UPDATE revenue SET status = 'unallocated', status_reason = $2, share_bps = $3, "
             "pool_micros = $4, total_weight = 0 WHERE revenue_id = $1",
@@ -603,6 +571,8 @@ async def _write_split(
             pool,
         )
         return
+    except AllocationError as error:  # claims that cannot be split (e.g. one claimed twice)
+        raise _Rejected(str(error)) from None
     total_weight = parts[0].total_weight
     if total_weight > INT64_MAX:
         raise _Rejected(f"the total weight ({total_weight}) does not fit a 64-bit integer")
@@ -625,7 +595,7 @@ async def _write_split(
             weight=part.weight,
             total_weight=part.total_weight,
         )
-        allocations.append(tuple(getattr(fact, column) for column in ALLOCATION_COLUMNS))
+        allocations.append(tuple(getattr(fact, column) for column in ALLOCATION_FIELDS))
         envelopes.append(
             make_envelope(
                 fact,
@@ -637,7 +607,7 @@ async def _write_split(
             )
         )
     await conn.copy_records_to_table(
-        "allocations", records=allocations, columns=list(ALLOCATION_COLUMNS)
+        "allocations", records=allocations, columns=list(ALLOCATION_FIELDS)
     )
     await _journal(conn, revenue_id, row["consumer_id"], currency, pool, parts)
     # The revenue row is locked and still parked: none of these ids can exist yet.
@@ -658,7 +628,7 @@ async def _journal(
     consumer_id: str,
     currency: str,
     pool: int,
-    parts: list[rules.Part],
+    parts: list[Part],
 ) -> None:
     """One balanced movement: the consumer's revenue share against the contributors'
     parts. A positive pool debits the consumer and credits contributors; a negative one

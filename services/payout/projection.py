@@ -31,18 +31,17 @@ from google.protobuf import json_format
 
 from services.common.bus import PermanentFactError
 from services.common.facts import Envelope, make_envelope, payload_of
-from services.common.ids import derived_id
 from services.common.money import INT64_MAX, UnknownCurrencyError, micros_per_minor
 from services.common.outbox import write_outbox
-from services.common.periods import period_of
+from services.common.periods import period_bounds, period_of
 from services.common.principals import (
     projected_role,
     refuse_a_key_of_another,
     refuse_revoking_a_key_of_another,
 )
-from services.ledger.projection import ALLOCATION_COLUMNS
-from services.ledger.rules import period_bounds
-from services.payout import rules
+from services.rules import settlement
+from services.rules.allocation import ALLOCATION_FIELDS
+from services.rules.ids import derived_id
 from tt.facts.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
@@ -140,12 +139,12 @@ class Projector:
             )
         elif kind == "allocation.made":
             _micros_per_minor(fact.currency)
-            columns = (*ALLOCATION_COLUMNS, "made_at")
+            columns = (*ALLOCATION_FIELDS, "made_at")
             await conn.execute(
                 f"INSERT INTO allocations ({', '.join(columns)}) VALUES "
                 f"({', '.join(f'${i}' for i in range(1, len(columns) + 1))}) "
                 "ON CONFLICT DO NOTHING",
-                *(getattr(fact, column) for column in ALLOCATION_COLUMNS),
+                *(getattr(fact, column) for column in ALLOCATION_FIELDS),
                 _ts(envelope.occurred_at),
             )
         elif kind == "payout.issued":
@@ -408,7 +407,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
             if not unpaid and opening == 0:
                 continue
             minimum = await minimum_payout(conn, contributor_id, currency, period)
-            outcome = rules.settle(
+            outcome = settlement.settle(
                 opening, [row["allocated_micros"] for row in unpaid], currency, minimum
             )
             if not _fits_int64(
@@ -536,7 +535,9 @@ async def statement(conn: asyncpg.Connection, contributor_id: str, period: str) 
         if not rows and not held and opening == 0:
             continue
         minimum = await minimum_payout(conn, contributor_id, currency, period)
-        outcome = rules.settle(opening, [r["allocated_micros"] for r in rows], currency, minimum)
+        outcome = settlement.settle(
+            opening, [r["allocated_micros"] for r in rows], currency, minimum
+        )
         section = _section(
             currency,
             "provisional",

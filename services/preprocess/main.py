@@ -34,7 +34,7 @@ from pathlib import Path
 import faust
 from opentelemetry import trace
 
-from services.common import metrics
+from services.common import formats, metrics
 from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
 from services.common.bus import fact_headers, signer_for, untrusted_reason
 from services.common.config import ConfigError, Settings
@@ -49,7 +49,6 @@ from services.common.telemetry import (
     publishing,
 )
 from services.common.validation import FactValidationError, validate_envelope
-from services.ingest import formats
 from services.preprocess import stages
 from services.preprocess.pipeline import PipelineConfig
 

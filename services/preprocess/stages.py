@@ -23,12 +23,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.common import formats
 from services.common.blobstore import BlobRef, BlobStore
 from services.common.facts import Envelope, make_envelope, payload_of
-from services.common.ids import derived_id
 from services.common.telemetry import current_traceparent
 from services.common.validation import as_free_text
-from services.ingest import formats
 from services.preprocess.dedup import DocClaim, DocRef, Match, ShardIndex, claims_by_shard, decide
 from services.preprocess.fingerprints import Fingerprint
 from services.preprocess.pipeline import (
@@ -38,6 +37,7 @@ from services.preprocess.pipeline import (
     prepare_batch,
 )
 from services.preprocess.report import ReportBuilder
+from services.rules.ids import derived_id
 from tt.facts.v1 import common_pb2, contribution_pb2
 
 log = logging.getLogger(__name__)

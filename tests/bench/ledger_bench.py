@@ -37,7 +37,7 @@ from services.common.facts import decode
 from services.common.migrations import load_migrations, migrate
 from services.common.signing import Keyring, Signer
 from services.ledger import projection
-from services.ledger.rules import Claim, pool_micros, split
+from services.rules.allocation import Claim, pool_micros, split
 from tests import ledger_facts as f
 from tests.integration.ingest_server import ROOT
 

@@ -38,10 +38,10 @@ from services.cli.provision import owner_signers
 from services.common.bus import FactProducer, PartyBus
 from services.common.facts import make_envelope, payload_of
 from services.common.identity import Principal, api_key_sha256, role_number
-from services.common.ids import derived_id
 from services.common.keys import KeyFeed
 from services.common.logreader import read_log
 from services.consumer.client import ConsumerClient
+from services.rules.ids import derived_id
 from tests.faults.platform import Platform, PlatformFailure
 from tests.integration.conftest import publish_signed
 from tt.facts.v1 import contribution_pb2, identity_pb2

@@ -29,8 +29,8 @@ from services.common.blobstore import BlobStore, load_public_key
 from services.common.config import Settings
 from services.common.db import connect
 from services.common.identity import generate_api_key, role_number
-from services.common.ids import derived_id
-from services.ledger.rules import Claim, split
+from services.rules.allocation import Claim, split
+from services.rules.ids import derived_id
 from tests import ledger_facts as f
 from tests.integration.conftest import publish_signed
 from tests.integration.ingest_server import ROOT, free_port

@@ -27,12 +27,12 @@ from services.common.config import Settings
 from services.common.examples import example_payloads
 from services.common.facts import make_envelope, payload_of
 from services.common.identity import Principal
-from services.common.ids import derived_id
 from services.common.keys import KeyFeed
 from services.common.logreader import read_facts
 from services.consumer import export
 from services.consumer.client import ConsumerClient, ConsumerError
-from services.ledger.merkle import merkle_root
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
 from tt.facts.v1 import common_pb2, consumer_pb2
 
 pytestmark = pytest.mark.integration
@@ -224,7 +224,7 @@ async def test_jsonl_and_parquet_exports_match_the_facts_and_are_recorded_once(
         assert [s["documents"] for s in manifest["shards"]] == [4, 4, 3]
         assert not summary["replayed"]
     recorded = json_format.ParseDict(snapshot, consumer_pb2.SnapshotCreated())
-    assert merkle_root(list(recorded.members)) == jsonl["merkle_root"]
+    assert snapshot_root(list(recorded.members)) == jsonl["merkle_root"]
 
     facts = await world.exported_facts()
     assert sorted(f.manifest_sha256 for f in facts) == sorted(
@@ -289,7 +289,7 @@ async def test_refusals_leave_the_disk_and_the_log_untouched(world, tmp_path):
         name=f"ghost-{world.unique}",
         selection=consumer_pb2.SNAPSHOT_SELECTION_LISTED,
         members=[ghost],
-        merkle_root=merkle_root([ghost]),
+        merkle_root=snapshot_root([ghost]),
     )
     await mine._publish(ghost_snapshot, derived_id("snapshot.created", ghost_snapshot.snapshot_id))
     with pytest.raises(ConsumerError, match=ghost.processed_event_id) as refused:

@@ -13,11 +13,8 @@ import pytest
 from services.common.bus import PermanentFactError
 from services.common.db import connect
 from services.common.facts import decode, make_envelope, payload_of, timestamp
-from services.common.ids import derived_id
 from services.common.migrations import load_migrations, migrate
 from services.common.validation import validate_envelope
-from services.ledger import rules
-from services.ledger.merkle import merkle_root
 from services.ledger.projection import (
     PROJECTION_TABLES,
     SQL_DIR,
@@ -26,6 +23,9 @@ from services.ledger.projection import (
     projection_digest,
     release,
 )
+from services.rules import terms as rules
+from services.rules.ids import derived_id
+from services.rules.merkle import snapshot_root
 from tt.facts.v1 import consumer_pb2, contribution_pb2
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ class Story:
             )
             for member, tokens in sorted(members.items(), key=lambda m: self.contribution(m[0]))
         )
-        fact.merkle_root = merkle_root(fact.members)
+        fact.merkle_root = snapshot_root(fact.members)
         return self.envelope(fact, "snapshot", name)
 
     def agreement(self, name, share_bps, start, until=None, service=None, currency="USD", **extra):

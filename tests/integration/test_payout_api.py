@@ -36,8 +36,8 @@ import pytest
 from services.common.db import connect
 from services.common.facts import decode
 from services.common.identity import generate_api_key
-from services.common.ids import derived_id
-from services.payout import rules
+from services.rules import settlement
+from services.rules.ids import derived_id
 from tests import ledger_facts as f
 from tests.integration.conftest import publish_signed, read_topic
 from tests.integration.ingest_server import ROOT
@@ -357,7 +357,7 @@ def test_a_payout_run_pays_the_floor_and_carries_the_remainder(world, first_run)
             "allocated_micros": allocated,
             "carried_forward_micros": allocated % MICROS_PER_CENT,
             "allocations": len(allocations_of(world, name)),
-            "outcome": rules.PAID,
+            "outcome": settlement.PAID,
             "min_payout_minor": MIN_PAYOUT_CENTS,
         }
     issued = result["issued"]
@@ -649,7 +649,7 @@ def test_an_amount_under_the_minimum_payout_is_carried_whole(carry):
     payout = bobs(carry.small_run, carry.world)
     assert balances(payout) == (0, SMALL_MICROS, 0, SMALL_MICROS)
     assert (payout["outcome"], payout["min_payout_minor"]) == (
-        rules.BELOW_MINIMUM,
+        settlement.BELOW_MINIMUM,
         MIN_PAYOUT_CENTS,
     )
     section = only_section(carry.small_statement)
@@ -662,7 +662,7 @@ def test_a_balance_under_the_minimum_stays_carried_when_nothing_new_is_allocated
     payout = bobs(carry.quiet_run, carry.world)
     assert balances(payout) == (SMALL_MICROS, 0, 0, SMALL_MICROS)
     assert (payout["outcome"], payout["min_payout_minor"]) == (
-        rules.BELOW_MINIMUM,
+        settlement.BELOW_MINIMUM,
         MIN_PAYOUT_CENTS,
     )
 
@@ -690,7 +690,7 @@ def test_a_clawback_leaves_a_negative_balance_that_is_carried_and_never_paid(car
     assert provisional["balanced"] is True
     payout = bobs(carry.clawback_run, carry.world)
     assert balances(payout) == (opening, CLAWBACK_MICROS, 0, debt)
-    assert payout["outcome"] == rules.NEGATIVE
+    assert payout["outcome"] == settlement.NEGATIVE
     assert only_section(carry.clawback_statement) == {
         **provisional,
         "status": "issued",

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.cli.admin import wait_group_stable
 from services.cli.client import IngestClient, UploadSpec
 from services.common.db import connect
-from services.common.ids import derived_id
+from services.rules.ids import derived_id
 from tests.integration.ingest_server import ROOT, free_port, start_ingest, stop_ingest
 from tests.integration.payout_server import PayoutServer
 from tests.integration.preprocess_server import preprocess_log, start_preprocess

@@ -30,7 +30,7 @@ from services.common.config import Settings
 from services.common.db import connect
 from services.common.facts import Envelope, make_envelope
 from services.common.identity import generate_api_key, role_number
-from services.common.ids import derived_id
+from services.rules.ids import derived_id
 from tests.integration.ingest_server import ROOT, IngestServer, start_ingest, stop_ingest
 from tests.integration.payout_server import PayoutServer
 from tt.facts.v1 import identity_pb2

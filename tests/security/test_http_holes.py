@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.common.db import connect
-from services.common.ids import derived_id
+from services.rules.ids import derived_id
 from tests import ledger_facts as f
 from tests.integration.payout_server import PERIOD, PayoutServer
 from tests.security.support import envelope, principal_fact, publish, query, wait_until

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from services.common.ids import derived_id
 from services.common.periods import period_bounds, period_of
 from services.payout.rebuild import rebuild_payout
+from services.rules.ids import derived_id
 from tests import ledger_facts as f
 from tests.integration.payout_server import PERIOD, PayoutServer, World
 from tests.security.support import (

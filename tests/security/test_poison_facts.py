@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.ids import derived_id
+from services.rules.ids import derived_id
 from tests import ledger_facts as f
 from tests.security.support import (
     INGEST_GROUP,

@@ -152,7 +152,7 @@ async def test_a_process_without_its_passfile_is_told_where_the_password_should_
 
 async def test_the_unix_socket_is_closed_even_with_the_right_password(settings, address):
     """pg_hba.conf rejects every local (socket) connection."""
-    run_dir = settings.credentials_dir.parent
+    run_dir = settings.credentials_dir.parent.resolve()
     sockets = _sockets(run_dir, address.port)
     if not sockets:
         pytest.skip(f"no socket of this stack under {run_dir / 'pg' / 'socket'}")

@@ -3,7 +3,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.ingest import formats
+from services.common import formats
 
 
 def records(data: bytes, dataset_format: int) -> list:

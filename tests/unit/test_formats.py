@@ -1,4 +1,4 @@
-"""Tests for services.ingest.formats: upload validation, document counting, error messages."""
+"""Tests for services.common.formats: upload validation, document counting, error messages."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ingest.formats import (
+from services.common.formats import (
     BLOCK_SIZE,
     InvalidUpload,
     Limits,

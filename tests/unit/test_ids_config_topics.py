@@ -2,8 +2,8 @@ import pytest
 
 from services.common.config import ConfigError, Settings
 from services.common.facts import FACTS
-from services.common.ids import derived_id, new_id
 from services.common.topics import TopicRegistry
+from services.rules.ids import derived_id, new_id
 
 
 def test_derived_ids_are_deterministic_and_distinguish_their_parts():

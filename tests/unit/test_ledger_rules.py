@@ -1,4 +1,4 @@
-"""The ledger's pure allocation core (services/ledger/rules.py): properties of the pool and
+"""The money rules' pure core (services/rules/allocation.py, terms.py): properties of the pool and
 the largest-remainder split, checked against exact rationals and against a second, simple
 implementation written here, plus table cases for who and what a revenue event names."""
 
@@ -12,19 +12,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.money import INT64_MAX, UnknownCurrencyError
-from services.ledger.rules import (
-    AgreementTerms,
+from services.rules.allocation import (
     AllocationError,
     Claim,
-    Deployment,
     Member,
-    agreement_in_force,
     claims_for,
-    covers,
-    deployments_for,
     period_bounds,
     pool_micros,
     split,
+)
+from services.rules.terms import (
+    AgreementTerms,
+    Deployment,
+    agreement_in_force,
+    covers,
+    deployments_for,
 )
 
 WEIGHT_MAX = 10**12

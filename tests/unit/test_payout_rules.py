@@ -1,4 +1,4 @@
-"""Settlement (services/payout/rules.py): table cases for each outcome of `settle` (paid
+"""Settlement (services/rules/settlement.py): table cases for each outcome of `settle` (paid
 with the sub-minor remainder carried, under the minimum carried whole, exactly the minimum
 paid, a negative balance carried and never paid, nothing due, an opening carry added) in
 currencies of 2, 0 and 3 minor-unit digits, and the balance invariant as a property."""
@@ -14,7 +14,7 @@ from services.common.money import (
     UnknownCurrencyError,
     micros_per_minor,
 )
-from services.payout.rules import BELOW_MINIMUM, NEGATIVE, NOTHING, PAID, Settlement, settle
+from services.rules.settlement import BELOW_MINIMUM, NEGATIVE, NOTHING, PAID, Settlement, settle
 
 
 def balanced(outcome: Settlement, opening_micros: int, currency: str) -> bool:

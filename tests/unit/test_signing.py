@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common import merkle, signing
+from services.common import signing
 from services.common.examples import example_envelopes
 from services.common.facts import Envelope, decode
 from services.common.signing import (
@@ -25,6 +25,7 @@ from services.common.signing import (
     signed_body,
 )
 from services.common.topics import FACT_ACCESS
+from services.rules import merkle
 from tt.facts.v1 import identity_pb2
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -286,7 +287,25 @@ def test_a_key_registration_not_signed_by_an_anchor_is_refused():
     impostor = Signer.generate()
     value = registration(impostor, "ledger", Signer.generate())
     assert keyring.register(value, decode(value), NOW_MS) is None
-    assert "unknown key" in keyring.refused[-1][1]
+    assert "must be signed by a trust anchor" in keyring.refused[-1][1]
+
+
+def test_a_key_registration_is_refused_alike_whether_its_signer_is_known_or_not():
+    """The verdict on a registration signed by a registered (non-anchor) key does not
+    depend on whether that key's own registration was read first."""
+    admin = Signer.generate()
+    party = Signer.generate()
+    forged = registration(party, "ledger", Signer.generate())
+    reasons = []
+    for party_known_first in (True, False):
+        keyring = Keyring([admin.entry("admin", T0)])
+        if party_known_first:
+            own = registration(admin, "payout", party)
+            assert keyring.register(own, decode(own), NOW_MS) is not None
+        assert keyring.register(forged, decode(forged), NOW_MS) is None
+        reasons.append(keyring.refused[-1][1])
+    assert reasons[0] == reasons[1]
+    assert party.key_id in reasons[0]
 
 
 def test_a_key_id_that_does_not_match_its_key_is_refused():

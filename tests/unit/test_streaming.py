@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from services.ingest import formats
+from services.common import formats
 from services.ingest.streaming import StreamingValidator, streams
 
 

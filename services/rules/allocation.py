@@ -1,4 +1,4 @@
-"""The allocation rules, as pure functions of the facts they name (docs/allocation.md).
+"""The allocation rules: pool, claims and split, as pure functions (docs/money.md).
 
 For a revenue event R of service S in period P, under agreement A, over the snapshots of
 deployments D1..Dn:
@@ -16,16 +16,15 @@ deployments D1..Dn:
    then applied to every part. The parts sum to the pool exactly and each is within one
    micro-unit of its exact rational share.
 
-Which agreement and which deployments apply is decided by the publisher when it records
-the revenue (`agreement_in_force`, `deployments_for` below, used by the consumer client)
-and named in the fact, so the ledger's result never depends on which other facts
-happened to arrive first.
+Which agreement and which deployments apply is the rules' choice, not the publisher's:
+services.rules.terms selects them, and services.rules.admission admits a revenue event
+only if it names exactly those.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +36,23 @@ import numpy as np
 
 from services.common import periods
 from services.common.money import BPS_PER_UNIT, INT64_MAX, micros_per_minor
+from tt.facts.v1 import ledger_pb2
 
+# The allocation.made fact's fields, in field order: an allocation's record wherever one is
+# stored or compared (the ledger's and payout's tables, the audit).
+ALLOCATION_FIELDS: tuple[str, ...] = tuple(
+    field.name for field in ledger_pb2.AllocationMade.DESCRIPTOR.fields
+)
 WEIGHT_PER_TOKEN = {1: 1}  # WeightingRule -> multiplier; ACCEPTED_TOKENS = 1
 
 
 class AllocationError(ValueError):
     """The facts named cannot be allocated; the message says why, in words."""
+
+
+class NothingToAllocate(AllocationError):
+    """No claim has weight: the pool stays with the consumer (the revenue is
+    "unallocated", not rejected)."""
 
 
 # -- periods -----------------------------------------------------------------------------
@@ -140,7 +150,7 @@ def _split(pool: int, claims: Sequence[Claim]) -> list[Part]:
         weights = [weights[i] for i in keep]
     total = sum(weights)
     if total == 0:
-        raise AllocationError(
+        raise NothingToAllocate(
             "no contribution with accepted tokens is eligible: the snapshots are empty, "
             "every member was withdrawn before the period began, or none kept any tokens"
         )
@@ -213,65 +223,3 @@ def claims_for(
             Claim(contribution_id, member.contributor_id, member.tokens_accepted * weight_per_token)
         )
     return claims
-
-
-# -- what the publisher names ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AgreementTerms:
-    agreement_id: str
-    service_id: str
-    share_bps: int
-    currency: str
-    effective_from: datetime
-    effective_until: datetime | None
-    min_payout_minor: int = 0
-    weighting_rule: int = 1
-
-
-def covers(agreement: AgreementTerms, period: str) -> bool:
-    start, end = period_bounds(period)
-    return agreement.effective_from < end and (
-        agreement.effective_until is None or agreement.effective_until > start
-    )
-
-
-def agreement_in_force(
-    agreements: Iterable[AgreementTerms], service_id: str, period: str
-) -> AgreementTerms | None:
-    """The agreement that governs a whole period: the one in force at the period's first
-    instant (the most recently effective, if several); if none was, the first to take
-    effect during the period. A change of terms mid-period applies from the next period.
-    """
-    start, _ = period_bounds(period)
-    candidates = [a for a in agreements if a.service_id == service_id and covers(a, period)]
-    at_start = [a for a in candidates if a.effective_from <= start]
-    if at_start:
-        return max(at_start, key=lambda a: (a.effective_from, a.agreement_id))
-    if candidates:
-        return min(candidates, key=lambda a: (a.effective_from, a.agreement_id))
-    return None
-
-
-@dataclass(frozen=True)
-class Deployment:
-    deployment_id: str
-    service_id: str
-    snapshot_ids: tuple[str, ...]
-    deployed_from: datetime
-
-
-def deployments_for(
-    deployments: Iterable[Deployment], service_id: str, period: str
-) -> list[Deployment]:
-    """The deployments a service ran on during a period: the one live at the period's
-    start (the latest deployed by then) and every one deployed during the period."""
-    start, end = period_bounds(period)
-    own = [d for d in deployments if d.service_id == service_id and d.deployed_from < end]
-    before = [d for d in own if d.deployed_from <= start]
-    during = [d for d in own if d.deployed_from > start]
-    chosen = during
-    if before:
-        chosen = [max(before, key=lambda d: (d.deployed_from, d.deployment_id)), *during]
-    return sorted(chosen, key=lambda d: (d.deployed_from, d.deployment_id))

@@ -6,12 +6,20 @@ A leaf is SHA-256 over 0x00 followed by the item's bytes. A parent is SHA-256 ov
 followed by its two children's digests; a level with an odd number of nodes carries its
 last node up unchanged. The 0x00/0x01 prefixes keep a leaf from ever being mistaken for a
 parent. A tree of one leaf has that leaf as its root.
+
+A snapshot's digest (`snapshot_root`): one leaf per member, the member's canonical line
+in UTF-8,
+    contribution_id US contributor_id US tokens_accepted (decimal) US processed_event_id
+(US = the ASCII unit separator 0x1F), leaves ordered by contribution_id, the root written
+in lower-case hex.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+
+from tt.facts.v1 import consumer_pb2
 
 LEAF = b"\x00"
 PARENT = b"\x01"
@@ -81,3 +89,27 @@ def root_from_path(leaf: bytes, index: int, count: int, path: Sequence[bytes]) -
     if next(siblings, None) is not None:
         raise MerkleProofError("the inclusion path is longer than the tree is deep")
     return node
+
+
+# -- a snapshot's digest -------------------------------------------------------------------
+
+_SEPARATOR = "\x1f"
+
+
+def member_leaf(member: consumer_pb2.SnapshotMember) -> bytes:
+    line = _SEPARATOR.join(
+        (
+            member.contribution_id,
+            member.contributor_id,
+            str(member.tokens_accepted),
+            member.processed_event_id,
+        )
+    )
+    return leaf_digest(line.encode("utf-8"))
+
+
+def snapshot_root(members: Sequence[consumer_pb2.SnapshotMember]) -> str:
+    """The hex root a snapshot.created fact must carry as its merkle_root."""
+    if not members:
+        raise ValueError("a snapshot needs at least one member")
+    return root([member_leaf(m) for m in sorted(members, key=lambda m: m.contribution_id)]).hex()
