@@ -146,8 +146,8 @@ async def test_forged_facts_of_every_type_change_nothing_and_stop_nothing(tmp_pa
         audit = await run_audit(platform.settings, platform.ledger_schema, platform.payout_schema)
         assert audit.untrusted_records + audit.invalid_records == len(attacks)
         assert any("signed by" in line or "anchor" in line for line in audit.refused_keys), (
-        audit.refused_keys
-    )
+            audit.refused_keys
+        )
 
         # The forged operator principal opens nothing.
         async with httpx.AsyncClient(timeout=30) as http:
