@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from services.audit.recompute import Allocation, check_payouts, recompute
+from services.audit.recompute import Allocation, check_ids, check_payouts, recompute
 from services.common.config import Settings
 from services.common.db import connect
 from services.common.facts import BY_EVENT_TYPE, payload_of
@@ -46,6 +46,9 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)
     # Trusted facts by who signed them and fact type: {"ledger": {"allocation.made": 12}}.
     signed_by: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Facts on another type's topic (every service dead-lettered them; skipped here too).
+    misplaced_records: int = 0
+    misplaced: list[str] = field(default_factory=list)
     # Facts on the log that no reader trusts (every service dead-lettered them).
     untrusted_records: int = 0
     untrusted: list[str] = field(default_factory=list)
@@ -72,6 +75,8 @@ class AuditReport:
             "revenue_outcomes": self.outcomes,
             "mismatches": self.mismatches,
             "signed_by": self.signed_by,
+            "misplaced_records": self.misplaced_records,
+            "misplaced": self.misplaced,
             "untrusted_records": self.untrusted_records,
             "untrusted": self.untrusted,
             "keys": self.keys,
@@ -166,6 +171,7 @@ async def run_audit(
         for e in by_type["agreement.published"]
     }
     mismatches += check_payouts(payouts.values(), expected.allocations, minimums)
+    mismatches += check_ids(by_type)
 
     report.allocations = len(expected.allocations)
     report.payouts = len(payouts)
@@ -194,6 +200,11 @@ def _principal(envelope, signer) -> dict:
 def _report_trust(report: AuditReport, stats: ReadStats, keyring) -> None:
     for (speaker, event_type), count in sorted(stats.by_signer.items()):
         report.signed_by.setdefault(speaker, {})[event_type] = count
+    report.misplaced_records = len(stats.misplaced)
+    report.misplaced = [
+        f"{topic}[{partition}]@{offset}: {reason}"
+        for topic, partition, offset, reason in stats.misplaced[:MAX_LISTED]
+    ]
     report.untrusted_records = len(stats.untrusted)
     report.untrusted = [
         f"{topic}[{partition}]@{offset}: {reason}"
@@ -270,6 +281,7 @@ async def _compare_projections(settings, ledger_schema, payout_schema, expected,
                     "ledger projection: allocation", allocation_id, _fields(want), got
                 ):
                     mismatches.append(diff)
+            await _compare_outcomes(conn, ledger_schema, expected.outcomes, mismatches)
             unbalanced = await conn.fetch(f"SELECT * FROM {ledger_schema}.unbalanced_movements")
             for row in unbalanced:
                 mismatches.append(
@@ -300,6 +312,39 @@ async def _compare_projections(settings, ledger_schema, payout_schema, expected,
                         mismatches.append(diff)
     finally:
         await conn.close()
+
+
+# Outcomes that are final: their reason must match too. A parked event's reason says what
+# the ledger was waiting for when it last looked, which may be older than the log.
+_FINAL = ("rejected", "unallocated")
+
+
+async def _compare_outcomes(conn, schema: str, outcomes: dict[str, str], mismatches) -> None:
+    """Each revenue event's and adjustment's outcome by the rules against the ledger's
+    status and reason."""
+    rows = await conn.fetch(f"SELECT revenue_id, status, status_reason FROM {schema}.revenue")
+    ledger = {row["revenue_id"]: (row["status"], row["status_reason"]) for row in rows}
+    for revenue_id in sorted(set(outcomes) | set(ledger)):
+        if revenue_id not in ledger:
+            mismatches.append(
+                f"ledger projection: revenue {revenue_id} is not recorded; the rules give "
+                f"{outcomes[revenue_id]!r}"
+            )
+            continue
+        status, reason = ledger[revenue_id]
+        if revenue_id not in outcomes:
+            mismatches.append(
+                f"ledger projection: revenue {revenue_id} ({status}) has no trusted fact on the log"
+            )
+            continue
+        want_status, _, want_reason = outcomes[revenue_id].partition(": ")
+        if status != want_status or (status in _FINAL and reason != want_reason):
+            mismatches.append(
+                f"ledger projection: revenue {revenue_id} is {status}"
+                + (f" ({reason})" if reason else "")
+                + f", but the rules give {want_status}"
+                + (f" ({want_reason})" if want_reason else "")
+            )
 
 
 async def _table(conn, schema: str, table: str, report, key: str = "allocation_id"):

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.common.facts import Envelope, payload_of
-from services.rules import admission
+from services.rules import admission, ids
 from services.rules.allocation import AllocationError, NothingToAllocate, pool_micros, split
-from services.rules.ids import derived_id
 from services.rules.merkle import snapshot_root
 from services.rules.settlement import settle
 from services.rules.terms import Deployment
@@ -235,7 +234,7 @@ def _split(expected: Expected, revenue_id, revenue, amount_minor, share_bps, cla
     expected.revenue_minor[currency] = expected.revenue_minor.get(currency, 0) + amount_minor
     expected.pool_micros[currency] = expected.pool_micros.get(currency, 0) + pool
     for part in parts:
-        allocation_id = derived_id("allocation.made", revenue_id, part.contribution_id)
+        allocation_id = ids.allocation_id(revenue_id, part.contribution_id)
         expected.allocations[allocation_id] = Allocation(
             allocation_id,
             revenue_id,
@@ -251,6 +250,36 @@ def _split(expected: Expected, revenue_id, revenue, amount_minor, share_bps, cla
             part.total_weight,
         )
     return "allocated"
+
+
+def check_ids(by_type: dict[str, list[Envelope]]) -> list[str]:
+    """Every id the platform derives, recomputed from the fact's other fields
+    (services.rules.ids, docs/money.md "Identifiers")."""
+    problems = []
+    for envelope in by_type.get("allocation.made", []):
+        fact = payload_of(envelope)
+        want = ids.allocation_id(fact.revenue_id, fact.contribution_id)
+        if fact.allocation_id != want or envelope.event_id != want:
+            problems.append(
+                f"allocation.made {envelope.event_id}: allocation id {fact.allocation_id} is not "
+                f"the one derived from revenue {fact.revenue_id} and contribution "
+                f"{fact.contribution_id} ({want})"
+            )
+    for envelope in by_type.get("payout.issued", []):
+        fact = payload_of(envelope)
+        want = ids.payout_id(fact.contributor_id, fact.period, fact.currency)
+        if fact.payout_id != want or envelope.event_id != want:
+            problems.append(
+                f"payout.issued {envelope.event_id}: payout id {fact.payout_id} is not the one "
+                f"derived from contributor {fact.contributor_id}, period {fact.period} and "
+                f"currency {fact.currency} ({want})"
+            )
+        if fact.payout_run_id != ids.payout_run_id(fact.period):
+            problems.append(
+                f"payout.issued {fact.payout_id}: run id {fact.payout_run_id} is not the one "
+                f"derived from period {fact.period} ({ids.payout_run_id(fact.period)})"
+            )
+    return problems
 
 
 @dataclass(frozen=True)

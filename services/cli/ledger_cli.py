@@ -291,6 +291,13 @@ async def run_audit(settings: Settings, args) -> int:
         )
         for line in report.untrusted:
             print(f"    - {line}")
+    if report.misplaced_records:
+        print(
+            f"  {report.misplaced_records} record(s) on another type's topic (skipped, as "
+            "every reader skips them):"
+        )
+        for line in report.misplaced:
+            print(f"    - {line}")
     print(f"signing keys: {len(report.keys)} registered, {len(report.refused_keys)} refused")
     for line in report.refused_keys:
         print(f"  refused: {line}")

@@ -4,7 +4,7 @@ For tools that need the log as it stands (the consumer client resolving what it 
 published, `1tt rebuild`, the auditor): every partition of the topics is read from offset
 0 up to its end offset at the moment of the call, `read_committed`. Records that are not
 valid facts, or whose signature does not prove that a party allowed to publish them did,
-are counted (with the reason), not returned.
+are counted (with the reason), not returned; so are facts found on another type's topic.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class ReadStats:
     invalid: int = 0
     # Valid facts refused because of their signature: (topic, partition, offset, reason).
     untrusted: list[tuple[str, int, int, str]] = field(default_factory=list)
+    # Facts on a topic that is not their type's: (topic, partition, offset, reason). Every
+    # service dead-letters them; a reader of the log skips them alike.
+    misplaced: list[tuple[str, int, int, str]] = field(default_factory=list)
     # Trusted facts by who signed them ("ledger", "consumer <id>", ...) and fact type.
     by_signer: Counter[tuple[str, str]] = field(default_factory=Counter)
     end_offsets: dict[TopicPartition, int] = field(default_factory=dict)
@@ -91,6 +94,18 @@ async def read_log(
                         validate_envelope(envelope)
                     except (FactDecodeError, FactValidationError):
                         stats.invalid += 1
+                        continue
+                    expected_topic = registry.fact_topic(envelope.event_type)
+                    if record.topic != expected_topic:
+                        stats.misplaced.append(
+                            (
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                                f"{envelope.event_type} {envelope.event_id} belongs on "
+                                f"{expected_topic}",
+                            )
+                        )
                         continue
                     try:
                         signer = await keys.verify_record(record, envelope)

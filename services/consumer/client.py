@@ -40,6 +40,7 @@ from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponen
 from services.common.periods import PeriodError, period_bounds
 from services.common.topics import TopicSetupError
 from services.common.validation import FactValidationError, validate_envelope
+from services.rules import ids
 from services.rules.ids import derived_id
 from services.rules.merkle import snapshot_root
 from services.rules.terms import (
@@ -504,7 +505,7 @@ class ConsumerClient:
             if not deployment_ids:
                 deployment_ids = live
                 notes.append(f"deployments live in {period}: {', '.join(live)}")
-        revenue_id = derived_id("revenue.recorded", self.consumer_id, external_id)
+        revenue_id = ids.revenue_id(self.consumer_id, external_id)
         fact = consumer_pb2.RevenueRecorded(
             revenue_id=revenue_id,
             consumer_id=self.consumer_id,
@@ -551,8 +552,8 @@ class ConsumerClient:
             raise ConsumerError(
                 f"--id must be your own id for this adjustment; got {adjustment_id!r}"
             )
-        revenue_id = derived_id("revenue.recorded", self.consumer_id, external_id)
-        adjustment = derived_id("revenue.adjusted", self.consumer_id, adjustment_id)
+        revenue_id = ids.revenue_id(self.consumer_id, external_id)
+        adjustment = ids.adjustment_id(self.consumer_id, adjustment_id)
         facts = await self._own_facts("revenue.recorded", "revenue.adjusted")
         about = [payload_of(e) for e in facts if payload_of(e).revenue_id == revenue_id]
         original = next((f for f in about if isinstance(f, consumer_pb2.RevenueRecorded)), None)

@@ -29,7 +29,7 @@ from services.common.money import (
     micros_per_minor,
 )
 from services.common.outbox import write_outbox_new
-from services.rules import admission
+from services.rules import admission, ids
 from services.rules.allocation import (
     ALLOCATION_FIELDS,
     AllocationError,
@@ -39,7 +39,6 @@ from services.rules.allocation import (
     pool_micros,
     split,
 )
-from services.rules.ids import derived_id
 from services.rules.merkle import snapshot_root
 from services.rules.terms import Deployment
 from tt.facts.v1 import ledger_pb2
@@ -580,7 +579,7 @@ async def _write_split(
     envelopes = []
     now = datetime.now(UTC)
     for part in parts:
-        allocation_id = derived_id("allocation.made", revenue_id, part.contribution_id)
+        allocation_id = ids.allocation_id(revenue_id, part.contribution_id)
         fact = ledger_pb2.AllocationMade(
             allocation_id=allocation_id,
             revenue_id=revenue_id,

@@ -39,9 +39,8 @@ from services.common.principals import (
     refuse_a_key_of_another,
     refuse_revoking_a_key_of_another,
 )
-from services.rules import settlement
+from services.rules import ids, settlement
 from services.rules.allocation import ALLOCATION_FIELDS
-from services.rules.ids import derived_id
 from tt.facts.v1 import ledger_pb2
 
 log = logging.getLogger(__name__)
@@ -367,7 +366,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
     if start > now:
         raise PayoutRunError(f"period {period} has not begun; nothing can be paid for it yet")
     current = period_of(now)
-    run_id = derived_id("payout.run", period)
+    run_id = ids.payout_run_id(period)
     issued, held, skipped = [], [], 0
     async with conn.transaction():
         # One run at a time: two concurrent runs would both see the same unpaid rows.
@@ -392,7 +391,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
         envelopes = []
         for group in groups:
             contributor_id, currency = group["contributor_id"], group["currency"]
-            payout_id = derived_id("payout.issued", contributor_id, period, currency)
+            payout_id = ids.payout_id(contributor_id, period, currency)
             if await conn.fetchval(
                 "SELECT 1 FROM payouts WHERE contributor_id = $1 AND period = $2 AND currency = $3",
                 contributor_id,

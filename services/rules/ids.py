@@ -27,3 +27,34 @@ def derived_id(kind: str, *parts: str) -> str:
 def new_id() -> str:
     """A fresh random id, for origin facts that have no client-supplied key."""
     return str(uuid.uuid4())
+
+
+# -- the ids of money facts (docs/money.md, "Identifiers") -----------------------------------
+# The ledger, payout and the consumer's client derive these; the audit recomputes every one
+# from the fact's other fields and reports any that differs.
+
+
+def allocation_id(revenue_id: str, contribution_id: str) -> str:
+    """An allocation's id, and its allocation.made fact's event id."""
+    return derived_id("allocation.made", revenue_id, contribution_id)
+
+
+def payout_id(contributor_id: str, period: str, currency: str) -> str:
+    """A payout's id, and its payout.issued fact's event id: one per contributor, period
+    and currency, so a second run for the period can never pay twice."""
+    return derived_id("payout.issued", contributor_id, period, currency)
+
+
+def payout_run_id(period: str) -> str:
+    return derived_id("payout.run", period)
+
+
+def revenue_id(consumer_id: str, external_id: str) -> str:
+    """A revenue.recorded fact's revenue_id: the consumer's own id for the revenue (an
+    invoice number) within the consumer."""
+    return derived_id("revenue.recorded", consumer_id, external_id)
+
+
+def adjustment_id(consumer_id: str, external_id: str) -> str:
+    """A revenue.adjusted fact's adjustment_id, likewise."""
+    return derived_id("revenue.adjusted", consumer_id, external_id)

@@ -18,7 +18,7 @@ import pytest
 from services.audit.audit import run_audit
 from services.cli.admin import wait_group_stable
 from services.common.db import connect
-from services.common.facts import decode
+from services.common.facts import decode, encode
 from services.ledger.rebuild import rebuild_ledger
 from tests import ledger_facts as f
 from tests.integration.conftest import read_topic
@@ -264,6 +264,24 @@ async def test_audit_matches_then_detects_a_tampered_row_a_missing_and_a_rogue_f
     [line] = report.mismatches
     assert row["allocation_id"] in line and "allocated_micros" in line
 
+    # An outcome changed behind the ledger's back: the audit compares outcomes, not only money.
+    [status] = await _query(
+        settings, schema,
+        "UPDATE revenue SET status = 'rejected', status_reason = 'made up' "
+        "WHERE revenue_id = $1 RETURNING revenue_id",
+        revenue.revenue_recorded.revenue_id,
+    )  # fmt: skip
+    report = await run_audit(settings, schema, f"no_payout_{unique}")
+    assert (
+        f"ledger projection: revenue {status['revenue_id']} is rejected (made up), but the "
+        "rules give allocated"
+    ) in report.mismatches, report.mismatches
+    await _query(
+        settings, schema,
+        "UPDATE revenue SET status = 'allocated', status_reason = '' WHERE revenue_id = $1",
+        revenue.revenue_recorded.revenue_id,
+    )  # fmt: skip
+
     # A revenue event the ledger never allocated (it is stopped): its facts are missing.
     second = f.revenue(
         f"consumer-{unique}", f"EXT2-{unique}", f"chat-{unique}", "2026-11", 5000,
@@ -289,4 +307,24 @@ async def test_audit_matches_then_detects_a_tampered_row_a_missing_and_a_rogue_f
         line.startswith(f"unexpected fact: allocation.made rogue-{unique}")
         for line in report.mismatches
     )
+    # Its id is not derived from its revenue and contribution as docs/money.md says.
+    assert any(
+        line.startswith(f"allocation.made rogue-{unique}: allocation id rogue-{unique} is not")
+        for line in report.mismatches
+    ), report.mismatches
+
+    # A fact on another type's topic is skipped and reported, never counted.
+    before = report.fact_counts["revenue.recorded"]
+    misplaced = f.revenue(
+        f"consumer-{unique}", f"EXT3-{unique}", f"chat-{unique}", "2026-11", 7000,
+        f"a-{unique}", [f"d-{unique}"],
+    )  # fmt: skip
+    await producer.publish_raw(
+        producer.registry.fact_topic("snapshot.created"), misplaced.key.encode(),
+        encode(misplaced), [],
+    )  # fmt: skip
+    report = await run_audit(settings, schema, "", check_projections=False)
+    assert report.fact_counts["revenue.recorded"] == before
+    assert report.misplaced_records == 1
+    assert "belongs on" in report.misplaced[0] and misplaced.event_id in report.misplaced[0]
     await _drop(settings, schema)
