@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 
-from services.ingest.terms import CURRENT_TERMS_ID, accepted_terms
 from tt.facts.v1 import contribution_pb2
 from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -41,7 +40,8 @@ class UploadSpec:
     # anything); otherwise the bytes are hashed as they are sent and checked against the
     # receipt.
     sha256: str = ""
-    terms_id: str = CURRENT_TERMS_ID
+    # The terms accepted: the platform's current ones (GetTerms) when empty.
+    terms_id: str = ""
 
 
 class ReceiptMismatch(Exception):
@@ -80,6 +80,7 @@ class IngestClient:
         # data about twice as fast as the asyncio one (measured: ~975 vs ~560 MiB/s).
         self._sync_channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._sync_stub = ingest_pb2_grpc.IngestServiceStub(self._sync_channel)
+        self._terms: ingest_pb2.GetTermsResponse | None = None
 
     async def close(self) -> None:
         await self._channel.close()
@@ -100,8 +101,9 @@ class IngestClient:
     ) -> ingest_pb2.UploadReceipt:
         """One attempt: stream the file and return the signed receipt, after checking that
         it names exactly the bytes that were sent."""
+        metadata = self._metadata_for(spec, *await self.accepting(spec.terms_id))
         receipt, sent_sha256 = await asyncio.to_thread(
-            self._upload_blocking, spec, progress, timeout_s
+            self._upload_blocking, spec, metadata, progress, timeout_s
         )
         if receipt.body.sha256 != sent_sha256:
             raise ReceiptMismatch(
@@ -111,13 +113,28 @@ class IngestClient:
             )
         return receipt
 
+    async def accepting(self, terms_id: str = "") -> tuple[str, str]:
+        """(terms_id, terms_sha256) of the terms an upload accepts, as the platform serves
+        them (GetTerms, asked once per client): `terms_id`'s, or the current terms. A terms
+        id the platform does not offer goes out without a digest, and the platform's
+        refusal names the terms it offers."""
+        if self._terms is None:
+            self._terms = await self.stub.GetTerms(ingest_pb2.GetTermsRequest())
+        terms_id = terms_id or self._terms.current_terms_id
+        digests = {t.terms_id: t.terms_sha256 for t in self._terms.terms}
+        return terms_id, digests.get(terms_id, "")
+
     def _upload_blocking(
-        self, spec: UploadSpec, progress: Progress | None, timeout_s: float | None
+        self,
+        spec: UploadSpec,
+        metadata: ingest_pb2.UploadMetadata,
+        progress: Progress | None,
+        timeout_s: float | None,
     ) -> tuple[ingest_pb2.UploadReceipt, str]:
         digest = hashlib.sha256()
 
         def requests():
-            yield ingest_pb2.UploadRequest(metadata=self._metadata_for(spec))
+            yield ingest_pb2.UploadRequest(metadata=metadata)
             sent = 0
             with spec.path.open("rb") as handle:
                 while chunk := handle.read(CHUNK_BYTES):
@@ -130,7 +147,9 @@ class IngestClient:
         response = self._sync_stub.Upload(requests(), metadata=self.metadata, timeout=timeout_s)
         return response.receipt, digest.hexdigest()
 
-    def _metadata_for(self, spec: UploadSpec) -> ingest_pb2.UploadMetadata:
+    def _metadata_for(
+        self, spec: UploadSpec, terms_id: str, terms_sha256: str
+    ) -> ingest_pb2.UploadMetadata:
         return ingest_pb2.UploadMetadata(
             upload_id=spec.upload_id,
             dataset_name=spec.dataset_name,
@@ -138,8 +157,8 @@ class IngestClient:
             compression=spec.compression,
             declared_size=spec.byte_size,
             declared_sha256=spec.sha256,
-            terms_id=spec.terms_id,
-            terms_sha256=accepted_terms()[spec.terms_id],
+            terms_id=terms_id,
+            terms_sha256=terms_sha256,
             file_name=spec.path.name,
         )
 
@@ -187,6 +206,9 @@ class IngestClient:
             ingest_pb2.WithdrawRequest(contribution_id=contribution_id, reason=reason),
             metadata=self.metadata,
         )
+
+    async def terms(self) -> ingest_pb2.GetTermsResponse:
+        return await self.stub.GetTerms(ingest_pb2.GetTermsRequest())
 
     async def receipt_key(self) -> ingest_pb2.GetReceiptKeyResponse:
         return await self.stub.GetReceiptKey(ingest_pb2.GetReceiptKeyRequest())

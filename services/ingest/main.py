@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from services.common import formats
 from services.common.blobstore import BlobStore, load_private_key, load_public_key
@@ -92,6 +92,33 @@ class IngestSettings:
                 max_compression_ratio=_int_env(env, "TT_MAX_COMPRESSION_RATIO", 200),
             ),
         )
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> None:
+    """Server reflection in both versions: v1, which current tools (grpcurl, grpc_cli,
+    grpc-java) ask for, and v1alpha, which older ones do. grpcio-reflection implements only
+    v1alpha (grpc/grpc#38576); the two protocols' messages are identical field for field,
+    so v1's method is served by the same servicer with v1alpha's (de)serialisers."""
+    names = (*service_names, reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                REFLECTION_V1,
+                {
+                    "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                        servicer.ServerReflectionInfo,
+                        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+                    )
+                },
+            ),
+        )
+    )
 
 
 async def serve(settings: Settings, ingest: IngestSettings, stop: asyncio.Event) -> int:
@@ -172,9 +199,7 @@ async def _run(
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((SERVICE_NAME, health.SERVICE_NAME), server)
     if not server.add_insecure_port(ingest.address):
         raise ConfigError(f"cannot listen on {ingest.address}")
     await server.start()

@@ -32,7 +32,7 @@ from services.common.identity import (
     with_article,
 )
 from services.common.validation import FactValidationError, text_problem, validate_envelope
-from services.ingest import projection
+from services.ingest import projection, terms
 from services.ingest.receipts import ReceiptSigner
 from services.ingest.upload import UploadContext, UploadFailure, accept_upload
 from services.rules.ids import derived_id
@@ -292,6 +292,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def GetReceiptKey(self, request, context):
         return ingest_pb2.GetReceiptKeyResponse(
             key_id=self.signer.key_id, public_key=self.signer.public_key_raw
+        )
+
+    async def GetTerms(self, request, context):
+        """Public, like the receipt key: anyone may read the terms before contributing."""
+        return ingest_pb2.GetTermsResponse(
+            terms=[
+                ingest_pb2.TermsDocument(
+                    terms_id=terms_id, terms_sha256=digest, text=terms.terms_text(terms_id)
+                )
+                for terms_id, digest in terms.accepted_terms().items()
+            ],
+            current_terms_id=terms.CURRENT_TERMS_ID,
         )
 
     async def _own(self, context, principal, contribution_id) -> ingest_pb2.Contribution:

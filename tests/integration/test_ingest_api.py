@@ -4,6 +4,7 @@ PostgreSQL: happy paths, every bad-input case, idempotency, access control."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -526,6 +527,48 @@ def test_health_and_reflection_answer_generic_tools(server):
     )
     names = {service.name for service in answer.list_services_response.service}
     assert {"tt.ingest.v1.IngestService", "grpc.health.v1.Health"} <= names
+
+    # The v1 protocol (what current grpcurl and grpc_cli ask for): the same messages under
+    # grpc.reflection.v1, called by its method path.
+    v1 = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    [listed, described] = list(
+        v1(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(list_services=""),
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="tt.ingest.v1.IngestService"
+                    ),
+                ]
+            )
+        )
+    )
+    v1_names = {service.name for service in listed.list_services_response.service}
+    assert {"tt.ingest.v1.IngestService", "grpc.reflection.v1.ServerReflection"} <= v1_names
+    files = described.file_descriptor_response.file_descriptor_proto
+    assert any(b"GetTerms" in serialized for serialized in files)
+
+
+def test_the_terms_are_served_with_the_digest_an_upload_must_name(server, stub, acme):
+    """A client written from proto/ alone learns the terms from the platform (no key
+    needed), and an upload naming them is accepted."""
+    terms = stub.GetTerms(ingest_pb2.GetTermsRequest())
+    by_id = {document.terms_id: document for document in terms.terms}
+    current = by_id[terms.current_terms_id]
+    assert current.text.startswith("# ")
+    assert current.terms_sha256 == hashlib.sha256(current.text.encode("utf-8")).hexdigest()
+    receipt = stub.Upload(
+        upload_requests(
+            metadata_for(terms_id=current.terms_id, terms_sha256=current.terms_sha256),
+            b"served terms\n",
+        ),
+        metadata=bearer(acme),
+    ).receipt
+    assert receipt.body.contribution_id
 
 
 # --- the command line -------------------------------------------------------------------
