@@ -16,7 +16,7 @@ from services.common.facts import Envelope, payload_of
 from services.rules import admission, ids
 from services.rules.allocation import AllocationError, NothingToAllocate, pool_micros, split
 from services.rules.merkle import snapshot_root
-from services.rules.settlement import settle
+from services.rules.settlement import minimum_payout, settle
 from services.rules.terms import Deployment
 
 
@@ -297,9 +297,9 @@ def check_payouts(
     problems = []
     covered: dict[str, str] = {}
     last_carry: dict[tuple[str, str], int] = {}
-    # The minimum payout is the largest of the agreements the contributor was ever
-    # allocated under in that currency, up to this payout (docs/payout.md).
-    minimums: dict[tuple[str, str], int] = {}
+    # The agreements of the allocations each contributor's payouts in a currency settled
+    # so far: the minimum payout is over these (services.rules.settlement.minimum_payout).
+    settled_under: dict[tuple[str, str], list[int]] = {}
     for fact in sorted(payouts, key=lambda p: (p.contributor_id, p.currency, p.period)):
         key = (fact.contributor_id, fact.currency)
         expected_opening = last_carry.get(key, 0)
@@ -309,7 +309,7 @@ def check_payouts(
                 f"the previous payout carried {expected_opening}"
             )
         amounts = []
-        minimum = minimums.get(key, 0)
+        minimums = settled_under.setdefault(key, [])
         for allocation_id in fact.allocation_ids:
             allocation = allocations.get(allocation_id)
             if allocation is None:
@@ -326,8 +326,10 @@ def check_payouts(
                 )
             covered[allocation_id] = fact.payout_id
             amounts.append(allocation.allocated_micros)
-            minimum = max(minimum, agreements_min.get(allocation.agreement_id, 0))
-        result = settle(fact.opening_carried_micros, amounts, fact.currency, minimum)
+            minimums.append(agreements_min.get(allocation.agreement_id, 0))
+        result = settle(
+            fact.opening_carried_micros, amounts, fact.currency, minimum_payout(minimums)
+        )
         if (result.amount_minor, result.carried_forward_micros) != (
             fact.amount_minor,
             fact.carried_forward_micros,
@@ -338,5 +340,4 @@ def check_payouts(
                 f"{result.carried_forward_micros}"
             )
         last_carry[key] = fact.carried_forward_micros
-        minimums[key] = minimum
     return problems

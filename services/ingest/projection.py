@@ -131,7 +131,10 @@ async def record_received(
         "file_name, format, compression, sha256, byte_size, document_count, blob_uri, "
         "received_at, received_event_id, key_id, signature) VALUES "
         "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
-        "ON CONFLICT (contribution_id) DO NOTHING",
+        # No conflict target: the upload path and the projection of the same fact may
+        # insert at once, and the loser may trip either unique index (the contribution id
+        # or the contributor's upload id, which derive from each other), never just one.
+        "ON CONFLICT DO NOTHING",
         fact.contribution_id,
         fact.contributor_id,
         fact.upload_id,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,21 +315,32 @@ async def unpaid_allocations(
 
 
 async def minimum_payout(
-    conn: asyncpg.Connection, contributor_id: str, currency: str, period: str
+    conn: asyncpg.Connection,
+    contributor_id: str,
+    currency: str,
+    period: str,
+    settling: Sequence[asyncpg.Record],
 ) -> int:
-    """The minimum payout for a contributor's balance in a currency: the largest
-    min_payout_minor of the agreements it was ever allocated under, up to the period (a
-    carried balance stays under the terms it was earned under). Allocations held back
-    (see _held_reason) do not count until they are settled."""
-    return await conn.fetchval(
-        "SELECT coalesce(max(g.min_payout_minor), 0) FROM allocations a "
-        "JOIN agreements g ON g.agreement_id = a.agreement_id AND g.currency = a.currency "
-        "AND g.service_id = a.service_id "
-        "WHERE a.contributor_id = $1 AND a.currency = $2 AND a.period <= $3",
+    """The minimum payout (services.rules.settlement.minimum_payout) for the payout of
+    `period` that settles `settling`: over the agreements of those allocations and of the
+    allocations the contributor's earlier payouts in the currency settled."""
+    earlier = await conn.fetch(
+        "SELECT DISTINCT a.agreement_id FROM payouts p "
+        "JOIN payout_allocations pa ON pa.payout_id = p.payout_id "
+        "JOIN allocations a ON a.allocation_id = pa.allocation_id "
+        "WHERE p.contributor_id = $1 AND p.currency = $2 AND p.period < $3",
         contributor_id,
         currency,
         period,
     )
+    agreement_ids = {row["agreement_id"] for row in earlier} | {
+        row["agreement_id"] for row in settling
+    }
+    minimums = await conn.fetch(
+        "SELECT min_payout_minor FROM agreements WHERE agreement_id = ANY($1::text[])",
+        sorted(agreement_ids),
+    )
+    return settlement.minimum_payout(row["min_payout_minor"] for row in minimums)
 
 
 async def opening_balance(
@@ -405,7 +417,7 @@ async def run_payouts(conn: asyncpg.Connection, period: str) -> dict[str, Any]:
             held += waiting
             if not unpaid and opening == 0:
                 continue
-            minimum = await minimum_payout(conn, contributor_id, currency, period)
+            minimum = await minimum_payout(conn, contributor_id, currency, period, unpaid)
             outcome = settlement.settle(
                 opening, [row["allocated_micros"] for row in unpaid], currency, minimum
             )
@@ -533,7 +545,7 @@ async def statement(conn: asyncpg.Connection, contributor_id: str, period: str) 
         rows, held = await unpaid_allocations(conn, contributor_id, currency, period)
         if not rows and not held and opening == 0:
             continue
-        minimum = await minimum_payout(conn, contributor_id, currency, period)
+        minimum = await minimum_payout(conn, contributor_id, currency, period, rows)
         outcome = settlement.settle(
             opening, [r["allocated_micros"] for r in rows], currency, minimum
         )

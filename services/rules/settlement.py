@@ -10,14 +10,16 @@ For one contributor, currency and payout period:
     otherwise:                            pay `whole` minor units, carry `rest`
 
 so that amount_minor x micros_per_minor + carried_forward = opening + allocated, always.
-The minimum payout is the largest `min_payout_minor` of the agreements the contributor
-was ever allocated under in that currency, up to the period (so a carried balance stays
-under the terms it was earned under).
+
+The minimum payout of a payout (`minimum_payout`) is the largest `min_payout_minor` of the
+agreements of the allocations that this payout and every earlier payout of the same
+contributor and currency settle (0 if none): a carried balance stays under the terms it
+was earned under, and an allocation counts once it is settled, never before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from services.common.money import micros_per_minor
@@ -52,3 +54,9 @@ def settle(
     if whole == 0 or whole < min_payout_minor:
         return Settlement(0, balance, total_allocated, BELOW_MINIMUM)
     return Settlement(whole, rest, total_allocated, PAID)
+
+
+def minimum_payout(agreement_minimums: Iterable[int]) -> int:
+    """The minimum payout, from the `min_payout_minor` of the agreement of every allocation
+    this payout and the contributor's earlier payouts in the currency settle."""
+    return max(agreement_minimums, default=0)

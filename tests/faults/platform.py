@@ -44,6 +44,7 @@ from services.cli.admin import init_secrets, wait_group_stable, wait_http_ready,
 from services.cli.provision import prepare, remove
 from services.common.config import KafkaAccess, Settings
 from services.common.pgroles import Address
+from tests.integration.ingest_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = ROOT / "deploy" / "local" / "stack.sh"
@@ -56,14 +57,6 @@ STOP_TIMEOUT_S = 20.0
 # Services reconnect, or exit and are restarted, within this long after the broker or
 # the database is back.
 OUTAGE_GRACE_S = 15.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PlatformFailure(AssertionError):

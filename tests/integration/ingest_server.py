@@ -28,10 +28,20 @@ from tt.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port free now and never handed out before in this process: a test that picks
+    several ports before the servers bind them must not get the same one twice (it did:
+    a metrics scrape reached a gRPC server on the same port)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass

@@ -14,7 +14,15 @@ from services.common.money import (
     UnknownCurrencyError,
     micros_per_minor,
 )
-from services.rules.settlement import BELOW_MINIMUM, NEGATIVE, NOTHING, PAID, Settlement, settle
+from services.rules.settlement import (
+    BELOW_MINIMUM,
+    NEGATIVE,
+    NOTHING,
+    PAID,
+    Settlement,
+    minimum_payout,
+    settle,
+)
 
 
 def balanced(outcome: Settlement, opening_micros: int, currency: str) -> bool:
@@ -116,3 +124,14 @@ def test_nothing_is_created_or_lost_and_only_whole_payable_amounts_are_paid(
         assert outcome.carried_forward_micros == balance
         assert balance == 0 or balance // unit < max(minimum, 1)
         assert outcome.outcome == (NOTHING if balance == 0 else BELOW_MINIMUM)
+
+
+@pytest.mark.parametrize(
+    "minimums, expected",
+    [([], 0), ([0], 0), ([500, 2000, 0], 2000), ([2000, 2000], 2000)],
+)
+def test_the_minimum_payout_is_the_largest_of_the_settled_allocations_agreements(
+    minimums, expected
+):
+    assert minimum_payout(minimums) == expected
+    assert minimum_payout(iter(minimums)) == expected  # any iterable, read once
