@@ -126,31 +126,40 @@ async def record_received(
 ) -> None:
     fact: contribution_pb2.ContributionReceived = payload_of(envelope)
     receipt = receipt_for(envelope, signer)
-    await conn.execute(
-        "INSERT INTO contributions (contribution_id, contributor_id, upload_id, dataset_name, "
-        "file_name, format, compression, sha256, byte_size, document_count, blob_uri, "
-        "received_at, received_event_id, key_id, signature) VALUES "
-        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
-        # No conflict target: the upload path and the projection of the same fact may
-        # insert at once, and the loser may trip either unique index (the contribution id
-        # or the contributor's upload id, which derive from each other), never just one.
-        "ON CONFLICT DO NOTHING",
-        fact.contribution_id,
-        fact.contributor_id,
-        fact.upload_id,
-        fact.dataset_name,
-        fact.file_name,
-        fact.format,
-        fact.compression,
-        fact.raw_blob.sha256,
-        fact.raw_blob.byte_size,
-        fact.document_count,
-        fact.raw_blob.uri,
-        envelope.occurred_at.ToDatetime(tzinfo=UTC),
-        envelope.event_id,
-        receipt.body.key_id,
-        receipt.signature,
-    )
+    # The upload path and the projection of the same fact may insert this row at once;
+    # the one that waits can then trip the other unique index (the contributor's upload
+    # id), not the conflict target. That is the same contribution, already recorded: a
+    # no-op. A different contribution under the same upload id is still refused.
+    try:
+        async with conn.transaction():  # a savepoint inside the caller's transaction
+            await conn.execute(
+                "INSERT INTO contributions (contribution_id, contributor_id, upload_id, "
+                "dataset_name, file_name, format, compression, sha256, byte_size, "
+                "document_count, blob_uri, received_at, received_event_id, key_id, signature) "
+                "VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+                "ON CONFLICT (contribution_id) DO NOTHING",
+                fact.contribution_id,
+                fact.contributor_id,
+                fact.upload_id,
+                fact.dataset_name,
+                fact.file_name,
+                fact.format,
+                fact.compression,
+                fact.raw_blob.sha256,
+                fact.raw_blob.byte_size,
+                fact.document_count,
+                fact.raw_blob.uri,
+                envelope.occurred_at.ToDatetime(tzinfo=UTC),
+                envelope.event_id,
+                receipt.body.key_id,
+                receipt.signature,
+            )
+    except asyncpg.UniqueViolationError:
+        if not await conn.fetchval(
+            "SELECT 1 FROM contributions WHERE contribution_id = $1", fact.contribution_id
+        ):
+            raise
 
 
 async def record_withdrawn(conn: asyncpg.Connection, envelope: Envelope) -> None:
