@@ -81,7 +81,7 @@ ROLES: tuple[PartyRole, ...] = (
         "`1tt audit`: the API key check and the projections it compares, read only",
         reads=(
             Reads("ingest", ("principals",)),
-            Reads("ledger", ("allocations", "unbalanced_movements")),
+            Reads("ledger", ("allocations", "revenue", "unbalanced_movements")),
             Reads("payout", ("payouts",)),
         ),
     ),
