@@ -420,6 +420,14 @@ async def _release_one(conn: asyncpg.Connection, revenue_id: str) -> int:
             return 1
 
 
+def _stop_unless_admitted(outcome) -> None:
+    """A parked or rejected verdict of the rules as the release's control flow."""
+    if isinstance(outcome, admission.Park):
+        raise _Waiting("; ".join(outcome.waiting_for))
+    if isinstance(outcome, admission.Reject):
+        raise _Rejected(outcome.reason)
+
+
 async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
     revenue = admission.RevenueEvent(
         row["revenue_id"],
@@ -491,10 +499,7 @@ async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> N
         )
     }
     outcome = admission.admit(revenue, agreement, deployments, snapshots, processed, withdrawn)
-    if isinstance(outcome, admission.Park):
-        raise _Waiting("; ".join(outcome.waiting_for))
-    if isinstance(outcome, admission.Reject):
-        raise _Rejected(outcome.reason)
+    _stop_unless_admitted(outcome)
     await _write_split(conn, row, outcome.agreement_id, outcome.share_bps, outcome.claims)
 
 
@@ -521,10 +526,7 @@ async def _allocate_adjustment(conn: asyncpg.Connection, row: asyncpg.Record) ->
             original["currency"],
         )
     outcome = admission.admit_adjustment(adjustment, standing)
-    if isinstance(outcome, admission.Park):
-        raise _Waiting("; ".join(outcome.waiting_for))
-    if isinstance(outcome, admission.Reject):
-        raise _Rejected(outcome.reason)
+    _stop_unless_admitted(outcome)
     claims = [
         Claim(a["contribution_id"], a["contributor_id"], a["weight"])
         for a in await conn.fetch(
