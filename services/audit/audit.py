@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -113,6 +114,7 @@ async def run_audit(
     stats = ReadStats()
     by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
     seen: set[str] = set()
+    appended_at: dict[str, datetime] = {}  # event id -> when the broker appended it
     revoked: dict[str, str] = {}  # key digest -> when and by whom it was revoked
     registry = settings.topic_registry()
     async with KeyFeed.for_settings(settings, registry) as keys:
@@ -123,6 +125,7 @@ async def run_audit(
                 continue
             seen.add(envelope.event_id)
             by_type[envelope.event_type].append(envelope)
+            appended_at[envelope.event_id] = record.appended_at
             if envelope.event_type == "principal.registered":
                 report.principals.append(_principal(envelope, record.signer))
             elif envelope.event_type == "principal.revoked":
@@ -134,7 +137,7 @@ async def run_audit(
         principal["revoked"] = revoked.get(principal.pop("api_key_sha256"), "")
     report.invalid_records = stats.invalid
     report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
-    expected = recompute(by_type)
+    expected = recompute(by_type, appended_at)
     for outcome in expected.outcomes.values():
         status = outcome.split(":")[0]
         report.outcomes[status] = report.outcomes.get(status, 0) + 1

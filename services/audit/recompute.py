@@ -8,7 +8,7 @@ fact under an id already used is refused, as the ledger refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -80,7 +80,20 @@ def _first(facts: Iterable[Envelope], id_field: str, refused: list[str], what: s
     return chosen
 
 
-def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
+def _published(facts: Iterable[Envelope], id_field: str, appended_at) -> dict:
+    """When the first fact under each id was appended to the log (None if not known)."""
+    when: dict = {}
+    for envelope in facts:
+        when.setdefault(getattr(payload_of(envelope), id_field), appended_at.get(envelope.event_id))
+    return when
+
+
+def recompute(
+    by_type: dict[str, list[Envelope]], appended_at: Mapping[str, datetime] | None = None
+) -> Expected:
+    """`appended_at`: when the broker appended each fact, by event id (the first record
+    under that id): the terms a revenue event is judged by are those published before it."""
+    appended_at = appended_at or {}
     expected = Expected()
     refused = expected.refused
     processed = {e.event_id: payload_of(e) for e in by_type.get("contribution.processed", [])}
@@ -120,11 +133,22 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
     adjustments = _first(
         by_type.get("revenue.adjusted", []), "adjustment_id", refused, "adjustment"
     )
-    agreement_terms = {i: _agreement(fact) for i, fact in agreements.items()}
+    agreed_at = _published(by_type.get("agreement.published", []), "agreement_id", appended_at)
+    deployed_at = _published(by_type.get("service.deployed", []), "deployment_id", appended_at)
+    recorded_at = _published(by_type.get("revenue.recorded", []), "revenue_id", appended_at)
+    agreement_terms = {i: _agreement(fact, agreed_at[i]) for i, fact in agreements.items()}
     deployment_terms = {
-        i: Deployment(i, fact.service_id, tuple(fact.snapshot_ids), _ts(fact.deployed_from))
+        i: Deployment(
+            i,
+            fact.service_id,
+            tuple(fact.snapshot_ids),
+            _ts(fact.deployed_from),
+            deployed_at[i],
+            fact.consumer_id,
+        )
         for i, fact in deployments.items()
     }
+    published = admission.Published(list(agreement_terms.values()), list(deployment_terms.values()))
     listed = {
         i: [
             admission.SnapshotMember(
@@ -150,6 +174,7 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
             fact.amount_minor,
             fact.agreement_id,
             tuple(fact.deployment_ids),
+            recorded_at[revenue_id],
         )
         outcome = admission.admit(
             event,
@@ -158,6 +183,7 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
             listed,
             said,
             withdrawn,
+            published,
         )
         if isinstance(outcome, admission.Allocate):
             allocated[revenue_id] = outcome
@@ -203,7 +229,7 @@ def recompute(by_type: dict[str, list[Envelope]]) -> Expected:
     return expected
 
 
-def _agreement(fact) -> admission.Agreement:
+def _agreement(fact, published_at: datetime | None) -> admission.Agreement:
     return admission.Agreement(
         fact.agreement_id,
         fact.service_id,
@@ -213,7 +239,8 @@ def _agreement(fact) -> admission.Agreement:
         _ts(fact.effective_until) if fact.HasField("effective_until") else None,
         fact.min_payout_minor,
         fact.weighting_rule,
-        fact.consumer_id,
+        published_at,
+        consumer_id=fact.consumer_id,
     )
 
 

@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from services.cli import demo_consumer as consumer
 from services.cli import demo_contributors as contributors
 from services.cli.provision import owner_signers, prepare
-from services.common.bus import FactConsumer, FactProducer
+from services.common.bus import Delivery, FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import create_pool
 from services.common.examples import example_envelopes
@@ -43,8 +43,9 @@ SQL_DIR = Path(__file__).parent / "sql"
 WAIT_S = 60.0
 
 
-async def journal_fact(conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+async def journal_fact(conn: asyncpg.Connection, delivery: Delivery) -> list[Envelope]:
     """The demo projection: store the fact as JSON. Derives no further facts."""
+    envelope = delivery.envelope
     payload = json_format.MessageToDict(payload_of(envelope), preserving_proto_field_name=True)
     await conn.execute(
         "INSERT INTO fact_journal (event_id, event_type, kafka_key, correlation_id, producer, "

@@ -76,13 +76,16 @@ def add_consumer_parsers(consumer) -> None:
     revenue.add_argument("--amount-minor", type=int, required=True)
     revenue.add_argument("--currency", required=True)
     revenue.add_argument("--id", dest="external_id", required=True, help="your own id (invoice)")
-    revenue.add_argument("--agreement", help="default: the agreement in force for the period")
+    revenue.add_argument(
+        "--agreement",
+        help="the agreement you expect (default: the one in force; any other is refused)",
+    )
     revenue.add_argument(
         "--deployment",
         action="append",
         default=[],
         dest="deployments",
-        help="default: the deployments live in the period",
+        help="the deployments you expect (default: those live in the period; others are refused)",
     )
     credentials_option(revenue)
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -53,6 +54,14 @@ class Delivery:
     partition: int
     offset: int
     signer: KeyEntry | None = None
+    # When the broker appended the record (the fact topics use LogAppendTime, so this is
+    # the broker's clock, which no producer chooses): when the fact was published.
+    appended_at: datetime | None = None
+
+
+def appended_at(timestamp_ms: int) -> datetime:
+    """A record's append time (Kafka's milliseconds since the epoch) as an aware datetime."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -358,7 +367,14 @@ class FactConsumer:
             metrics.FORGED_FACTS.labels(self.service, envelope.event_type).inc()
             await self.dead_letter(record, untrusted_reason(envelope, error))
             return
-        delivery = Delivery(envelope, record.topic, record.partition, record.offset, signer)
+        delivery = Delivery(
+            envelope,
+            record.topic,
+            record.partition,
+            record.offset,
+            signer,
+            appended_at(record.timestamp),
+        )
         with consuming(envelope, record.topic, self.group_id):
             await self._handle_with_retries(delivery, record)
 

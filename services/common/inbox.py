@@ -31,8 +31,9 @@ from services.common.outbox import write_outbox
 
 log = logging.getLogger(__name__)
 
-# (connection inside the transaction, the fact) -> the facts it derives (often none).
-ProjectionHandler = Callable[[asyncpg.Connection, Envelope], Awaitable[Sequence[Envelope]]]
+# (connection inside the transaction, the fact as delivered: its envelope, where it was
+# read, who signed it, when it was appended) -> the facts it derives (often none).
+ProjectionHandler = Callable[[asyncpg.Connection, Delivery], Awaitable[Sequence[Envelope]]]
 
 
 class Inbox:
@@ -105,6 +106,6 @@ class Inbox:
                     envelope.event_id,
                 )
                 return False
-            derived = await self.handler(conn, envelope)
+            derived = await self.handler(conn, delivery)
             await write_outbox(conn, derived)
         return True

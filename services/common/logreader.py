@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from services.common.bus import appended_at
 from services.common.config import KafkaAccess
 from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.keys import KeyFeed
@@ -33,6 +35,8 @@ class LogRecord:
     signer: KeyEntry | None = None
     # The record's value as the broker holds it (the signed bytes and the signature).
     value: bytes = b""
+    # When the broker appended it (LogAppendTime).
+    appended_at: datetime | None = None
 
 
 @dataclass
@@ -122,6 +126,7 @@ async def read_log(
                         record.offset,
                         signer,
                         record.value,
+                        appended_at(record.timestamp),
                     )
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:

@@ -145,7 +145,12 @@ async def _replay(
         try:
             await inbox.apply(
                 Delivery(
-                    record.envelope, record.topic, record.partition, record.offset, record.signer
+                    record.envelope,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.signer,
+                    record.appended_at,
                 )
             )
             result.facts_replayed += 1

@@ -14,9 +14,11 @@ nothing) and raises ConsumerError with a message a person can act on. Ids are de
 from the content (or from the consumer's own external id), so a retry after a timeout
 publishes the same fact again, which every reader discards as a duplicate.
 
-A revenue fact names the agreement and the deployments it is paid under; by default
-they are resolved here from the consumer's own facts on the log with the published rules
-(services.rules.terms).
+A revenue fact names the agreement and the deployments it is paid under. They are the
+rules' choice, not the consumer's (services.rules.terms: among the terms already on the
+log, judged by when the broker appended them): they are resolved here from the consumer's
+own facts, and a name passed explicitly that is not the rules' choice is refused here,
+before the ledger would reject the fact.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from services.common.bus import PartyBus
 from services.common.config import IDENTITY_FILE, ConfigError, Settings
 from services.common.facts import Envelope, make_envelope, payload_of, timestamp
 from services.common.identity import Principal, with_article
-from services.common.logreader import read_facts
+from services.common.logreader import LogRecord, read_log
 from services.common.money import INT64_MAX, UnknownCurrencyError, minor_exponent
 from services.common.periods import PeriodError, period_bounds
 from services.common.topics import TopicSetupError
@@ -170,7 +172,16 @@ class ConsumerClient:
 
     async def read(self, event_types: Iterable[str]) -> list[Envelope]:
         """Every trusted fact of these types on the log now."""
-        return await read_facts(self.settings.kafka, self.registry, event_types, self.bus.keys)
+        return [record.envelope for record in await self.read_records(event_types)]
+
+    async def read_records(self, event_types: Iterable[str]) -> list[LogRecord]:
+        """The same, as records (with when the broker appended each)."""
+        return [
+            record
+            async for record in read_log(
+                self.settings.kafka, self.registry, event_types, self.bus.keys
+            )
+        ]
 
     @property
     def consumer_id(self) -> str:
@@ -195,8 +206,14 @@ class ConsumerClient:
         return envelope
 
     async def _own_facts(self, *event_types: str) -> list[Envelope]:
-        facts = await self.read(event_types)
-        return [e for e in facts if getattr(payload_of(e), "consumer_id", None) == self.consumer_id]
+        return [record.envelope for record in await self._own_records(*event_types)]
+
+    async def _own_records(self, *event_types: str) -> list[LogRecord]:
+        return [
+            record
+            for record in await self.read_records(event_types)
+            if getattr(payload_of(record.envelope), "consumer_id", None) == self.consumer_id
+        ]
 
     async def publish_agreement(
         self,
@@ -412,49 +429,58 @@ class ConsumerClient:
         return Published("service.deployed", envelope.event_id, deployment_id, _as_dict(fact))
 
     async def resolve(
-        self, service: str, period: str, facts: list[Envelope] | None = None
+        self, service: str, period: str, records: list[LogRecord] | None = None
     ) -> tuple[consumer_pb2.AgreementPublished, list[str]]:
-        """The agreement in force and the deployments live for a service in a period, from
-        the consumer's own facts on the log (`facts`, if the caller has read them)."""
-        if facts is None:
-            facts = await self._own_facts("agreement.published", "service.deployed")
+        """The agreement in force and the deployments live for a service in a period, as
+        the rules select them among the consumer's own facts on the log now (`records`,
+        if the caller has read them): what a revenue event published now must name."""
+        if records is None:
+            records = await self._own_records("agreement.published", "service.deployed")
         agreements = {}
+        terms = []
         deployments = []
-        for envelope in facts:
-            fact = payload_of(envelope)
-            if envelope.event_type == "agreement.published":
+        for record in records:
+            fact = payload_of(record.envelope)
+            if record.envelope.event_type == "agreement.published":
+                if fact.agreement_id in agreements:
+                    continue  # the first fact under an id is the one every reader keeps
                 agreements[fact.agreement_id] = fact
-            elif envelope.event_type == "service.deployed":
+                terms.append(
+                    AgreementTerms(
+                        fact.agreement_id,
+                        fact.service_id,
+                        fact.share_bps,
+                        fact.currency,
+                        fact.effective_from.ToDatetime(tzinfo=UTC),
+                        fact.effective_until.ToDatetime(tzinfo=UTC)
+                        if fact.HasField("effective_until")
+                        else None,
+                        published_at=record.appended_at,
+                    )
+                )
+            elif record.envelope.event_type == "service.deployed":
+                if any(d.deployment_id == fact.deployment_id for d in deployments):
+                    continue
                 deployments.append(
                     Deployment(
                         fact.deployment_id,
                         fact.service_id,
                         tuple(fact.snapshot_ids),
                         fact.deployed_from.ToDatetime(tzinfo=UTC),
+                        record.appended_at,
                     )
                 )
-        terms = [
-            AgreementTerms(
-                a.agreement_id,
-                a.service_id,
-                a.share_bps,
-                a.currency,
-                a.effective_from.ToDatetime(tzinfo=UTC),
-                a.effective_until.ToDatetime(tzinfo=UTC) if a.HasField("effective_until") else None,
-            )
-            for a in agreements.values()
-        ]
         chosen = agreement_in_force(terms, service, period)
         if chosen is None:
             raise ConsumerError(
                 f"no agreement of yours covers service {service!r} in {period}; publish one "
-                "with `1tt consumer agreement` first (or name one with --agreement)"
+                "with `1tt consumer agreement` first"
             )
         live = deployments_for(deployments, service, period)
         if not live:
             raise ConsumerError(
                 f"service {service!r} has no deployment live in {period}; publish one with "
-                "`1tt consumer deploy` first (or name one with --deployment)"
+                "`1tt consumer deploy` first"
             )
         return agreements[chosen.agreement_id], [d.deployment_id for d in live]
 
@@ -490,22 +516,45 @@ class ConsumerClient:
                 f"period {period} has not begun; revenue is recorded after it is earned"
             )
         deployment_ids = list(dict.fromkeys(deployment_ids))
-        notes = []
-        facts = await self._own_facts("agreement.published", "service.deployed", "revenue.recorded")
-        if agreement_id is None or not deployment_ids:
-            agreement, live = await self.resolve(service, period, facts)
-            if agreement_id is None:
-                agreement_id = agreement.agreement_id
-                notes.append(f"agreement in force: {agreement_id} ({agreement.share_bps} bps)")
-                if agreement.currency != currency:
-                    raise ConsumerError(
-                        f"the agreement in force for {service!r} in {period} settles in "
-                        f"{agreement.currency}, not {currency}; currencies never mix"
-                    )
-            if not deployment_ids:
-                deployment_ids = live
-                notes.append(f"deployments live in {period}: {', '.join(live)}")
+        records = await self._own_records(
+            "agreement.published", "service.deployed", "revenue.recorded"
+        )
         revenue_id = ids.revenue_id(self.consumer_id, external_id)
+        for record in records:
+            before = payload_of(record.envelope)
+            if record.envelope.event_type == "revenue.recorded" and before.revenue_id == revenue_id:
+                return self._replayed_revenue(
+                    record.envelope, service, period, amount_minor, currency, agreement_id,
+                    deployment_ids,
+                )  # fmt: skip
+        agreement, live = await self.resolve(service, period, records)
+        if agreement_id is not None and agreement_id != agreement.agreement_id:
+            raise ConsumerError(
+                f"agreement {agreement_id} is not the one in force for {service!r} in "
+                f"{period}: the rules select {agreement.agreement_id} ({agreement.share_bps} "
+                "bps) and the ledger would reject any other. The agreement in force when a "
+                "period begins governs all of it; terms take effect no earlier than they "
+                'are published (docs/allocation.md, "Which terms apply")'
+            )
+        named = sorted(deployment_ids)
+        if named and named != sorted(live):
+            raise ConsumerError(
+                f"the deployments named ({', '.join(named)}) are not the ones live for "
+                f"{service!r} in {period} ({', '.join(live)}); the ledger would reject "
+                "them: leave --deployment out and the client names the live ones"
+            )
+        if agreement.currency != currency:
+            raise ConsumerError(
+                f"the agreement in force for {service!r} in {period} "
+                f"({agreement.agreement_id}) settles in {agreement.currency}, not "
+                f"{currency}; currencies never mix"
+            )
+        agreement_id = agreement.agreement_id
+        deployment_ids = live
+        notes = [
+            f"agreement in force: {agreement_id} ({agreement.share_bps} bps)",
+            f"deployments live in {period}: {', '.join(live)}",
+        ]
         fact = consumer_pb2.RevenueRecorded(
             revenue_id=revenue_id,
             consumer_id=self.consumer_id,
@@ -517,27 +566,42 @@ class ConsumerClient:
             agreement_id=agreement_id,
             deployment_ids=deployment_ids,
         )
-        for envelope in facts:
-            if envelope.event_type != "revenue.recorded":
-                continue
-            before = payload_of(envelope)
-            if before.revenue_id == revenue_id:
-                if before == fact:
-                    return Published(
-                        "revenue.recorded", envelope.event_id, revenue_id, _as_dict(fact), True
-                    )
-                raise ConsumerError(
-                    f"revenue {external_id} was already recorded ({before.amount_minor} "
-                    f"{before.currency}, service {before.service_id}, period {before.period}) "
-                    "with different content; it is not paid twice. Record a correction with "
-                    f"`1tt consumer adjust --revenue {external_id}`"
-                )
         digest = hashlib.sha256(fact.SerializeToString(deterministic=True)).hexdigest()
         envelope = await self._publish(
             fact, derived_id("revenue.recorded.event", revenue_id, digest)
         )
         return Published(
             "revenue.recorded", envelope.event_id, revenue_id, _as_dict(fact), notes=notes
+        )
+
+    @staticmethod
+    def _replayed_revenue(
+        envelope: Envelope,
+        service: str,
+        period: str,
+        amount_minor: int,
+        currency: str,
+        agreement_id: str | None,
+        deployment_ids: Iterable[str],
+    ) -> Published:
+        """A retry of revenue already on the log: the same fact if the request says the
+        same (terms published since change nothing: it was judged by those before it)."""
+        before = payload_of(envelope)
+        same = (
+            (before.service_id, before.period, before.amount_minor, before.currency)
+            == (service, period, amount_minor, currency)
+            and agreement_id in (None, before.agreement_id)
+            and (not deployment_ids or sorted(set(deployment_ids)) == sorted(before.deployment_ids))
+        )
+        if not same:
+            raise ConsumerError(
+                f"revenue {before.external_id} was already recorded ({before.amount_minor} "
+                f"{before.currency}, service {before.service_id}, period {before.period}) "
+                "with different content; it is not paid twice. Record a correction with "
+                f"`1tt consumer adjust --revenue {before.external_id}`"
+            )
+        return Published(
+            "revenue.recorded", envelope.event_id, before.revenue_id, _as_dict(before), True
         )
 
     async def adjust_revenue(

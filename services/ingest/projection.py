@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from services.common.bus import Delivery
 from services.common.facts import Envelope, payload_of
 from services.common.identity import Principal
 from services.common.principals import (
@@ -40,7 +41,8 @@ class Projector:
     def __init__(self, signer: ReceiptSigner):
         self.signer = signer
 
-    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> list[Envelope]:
+        envelope = delivery.envelope
         fact = payload_of(envelope)
         if envelope.event_type == "principal.registered":
             await record_registered(conn, envelope)

@@ -49,26 +49,30 @@ async def prepare_schema(database_url: str, schema: str) -> None:
 class Releaser:
     """Allocates parked revenue once everything it depends on has been applied.
 
-    Withdrawals are the one input a revenue fact does not name: a contribution withdrawn
-    before the period began takes no part. So a parked event is released only after the
-    ledger has applied every withdrawal that was on the log when the event was already
-    stored: the ids are read first, then the withdrawals topic's end is checked."""
+    Three inputs are not named by a revenue fact: withdrawals (a contribution withdrawn
+    before the period began takes no part), and the consumer's other agreements and
+    deployments (the rules choose among those published before the revenue, and the
+    named ones must be the chosen ones). So a parked event is released only after the
+    ledger has applied every such fact that was on the log when the event was already
+    stored: the ids are read first, then the three topics' ends are checked."""
+
+    UNNAMED_INPUTS = ("contribution.withdrawn", "agreement.published", "service.deployed")
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        withdrawals_settled: Callable[[], Awaitable[bool]],
+        inputs_settled: Callable[[], Awaitable[bool]],
         interval_s: float = 0.3,
     ):
         self.pool = pool
-        self.withdrawals_settled = withdrawals_settled
+        self.inputs_settled = inputs_settled
         self.interval_s = interval_s
         self.released_count = 0
 
     async def run_once(self) -> int:
         async with self.pool.acquire() as conn:
             parked = await projection.parked_revenue(conn)
-            if not parked or not await self.withdrawals_settled():
+            if not parked or not await self.inputs_settled():
                 return 0
             released = await projection.release(conn, parked)
         self.released_count += released
@@ -107,7 +111,11 @@ async def serve(settings: Settings, schema: str, stop: asyncio.Event) -> int:
         service="ledger",
     )
     relay = OutboxRelay(settings.database_url, schema, producer)
-    releaser = Releaser(pool, lambda: consumer.caught_up("contribution.withdrawn"))
+
+    async def inputs_settled() -> bool:
+        return all([await consumer.caught_up(event_type) for event_type in Releaser.UNNAMED_INPUTS])
+
+    releaser = Releaser(pool, inputs_settled)
     lag = ConsumerLagMonitor(settings.kafka, "ledger", group, consumer.topics)
     try:
         await consumer.start()

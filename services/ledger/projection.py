@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.common.bus import PermanentFactError
+from services.common.bus import Delivery, PermanentFactError
 from services.common.db import describe_refusal, refused_by_database
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.money import (
@@ -90,12 +90,13 @@ def _fits_int64(name: str, value: int) -> None:
 class Projector:
     """Stores the facts the ledger allocates by."""
 
-    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> list[Envelope]:
+        envelope = delivery.envelope
         handler = getattr(self, "_" + envelope.event_type.replace(".", "_"))
-        await handler(conn, envelope, payload_of(envelope))
+        await handler(conn, envelope, payload_of(envelope), delivery.appended_at)
         return []
 
-    async def _payout_issued(self, conn, envelope, fact) -> None:
+    async def _payout_issued(self, conn, envelope, fact, published_at) -> None:
         """Journal a payout: the contributor's account pays out to its "paid" account."""
         if fact.amount_minor == 0:
             return
@@ -144,7 +145,7 @@ class Projector:
                 "published fact cannot be changed (publish a new one, or an adjustment)"
             )
 
-    async def _contribution_processed(self, conn, envelope, fact) -> None:
+    async def _contribution_processed(self, conn, envelope, fact, published_at) -> None:
         _fits_int64("tokens_accepted", fact.tokens_accepted)
         await conn.execute(
             "INSERT INTO processed (event_id, contribution_id, contributor_id, tokens_accepted) "
@@ -155,7 +156,7 @@ class Projector:
             fact.tokens_accepted,
         )
 
-    async def _contribution_withdrawn(self, conn, envelope, fact) -> None:
+    async def _contribution_withdrawn(self, conn, envelope, fact, published_at) -> None:
         # The earliest withdrawal counts, whatever order two of them arrive in.
         await conn.execute(
             "INSERT INTO withdrawals (contribution_id, contributor_id, effective_at) "
@@ -166,7 +167,7 @@ class Projector:
             _ts(fact.effective_at),
         )
 
-    async def _agreement_published(self, conn, envelope, fact) -> None:
+    async def _agreement_published(self, conn, envelope, fact, published_at) -> None:
         await self._store_once(
             conn,
             "agreements",
@@ -174,7 +175,8 @@ class Projector:
             fact.agreement_id,
             "INSERT INTO agreements (agreement_id, consumer_id, service_id, share_bps, "
             "weighting_rule, effective_from, effective_until, currency, min_payout_minor, "
-            "event_id, payload_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "event_id, published_at, payload_sha256) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             fact.agreement_id,
             fact.consumer_id,
             fact.service_id,
@@ -185,10 +187,11 @@ class Projector:
             fact.currency,
             fact.min_payout_minor,
             envelope.event_id,
+            published_at,
             _payload_sha256(envelope),
         )
 
-    async def _snapshot_created(self, conn, envelope, fact) -> None:
+    async def _snapshot_created(self, conn, envelope, fact, published_at) -> None:
         for member in fact.members:
             _fits_int64("tokens_accepted", member.tokens_accepted)
         expected_root = snapshot_root(fact.members)
@@ -244,27 +247,30 @@ class Projector:
             ],
         )
 
-    async def _service_deployed(self, conn, envelope, fact) -> None:
+    async def _service_deployed(self, conn, envelope, fact, published_at) -> None:
         await self._store_once(
             conn,
             "deployments",
             "deployment_id",
             fact.deployment_id,
             "INSERT INTO deployments (deployment_id, consumer_id, service_id, snapshot_ids, "
-            "deployed_from, event_id, payload_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "deployed_from, event_id, published_at, payload_sha256) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             fact.deployment_id,
             fact.consumer_id,
             fact.service_id,
             list(fact.snapshot_ids),
             _ts(fact.deployed_from),
             envelope.event_id,
+            published_at,
             _payload_sha256(envelope),
         )
 
-    async def _revenue_recorded(self, conn, envelope, fact) -> None:
+    async def _revenue_recorded(self, conn, envelope, fact, published_at) -> None:
         await self._store_revenue(
             conn,
             envelope,
+            published_at=published_at,
             revenue_id=fact.revenue_id,
             kind="recorded",
             original=None,
@@ -276,10 +282,11 @@ class Projector:
             reason="",
         )
 
-    async def _revenue_adjusted(self, conn, envelope, fact) -> None:
+    async def _revenue_adjusted(self, conn, envelope, fact, published_at) -> None:
         await self._store_revenue(
             conn,
             envelope,
+            published_at=published_at,
             revenue_id=fact.adjustment_id,
             kind="adjusted",
             original=fact.revenue_id,
@@ -291,7 +298,9 @@ class Projector:
             reason=fact.reason,
         )
 
-    async def _store_revenue(self, conn, envelope, *, revenue_id, kind, original, **fields):
+    async def _store_revenue(
+        self, conn, envelope, *, published_at, revenue_id, kind, original, **fields
+    ):
         fact = payload_of(envelope)
         digest = _payload_sha256(envelope)
         stored = await conn.fetchrow(
@@ -320,9 +329,9 @@ class Projector:
         await conn.execute(
             "INSERT INTO revenue (revenue_id, kind, original_revenue_id, consumer_id, "
             "external_id, service_id, period, amount_minor, currency, agreement_id, "
-            "deployment_ids, reason, event_id, payload_sha256, status, status_reason) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'parked', "
-            "'not yet examined')",
+            "deployment_ids, reason, event_id, payload_sha256, published_at, status, "
+            "status_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+            "$14, $15, 'parked', 'not yet examined')",
             revenue_id,
             kind,
             original,
@@ -337,6 +346,7 @@ class Projector:
             fields["reason"],
             envelope.event_id,
             digest,
+            published_at,
         )
 
 
@@ -438,31 +448,33 @@ async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> N
         row["amount_minor"],
         row["agreement_id"] or "",
         tuple(row["deployment_ids"] or ()),
+        row["published_at"],
     )
-    found = await conn.fetchrow(
-        "SELECT * FROM agreements WHERE agreement_id = $1", revenue.agreement_id
-    )
-    agreement = None
-    if found is not None:
-        agreement = admission.Agreement(
-            found["agreement_id"],
-            found["service_id"],
-            found["share_bps"],
-            found["currency"],
-            found["effective_from"],
-            found["effective_until"],
-            found["min_payout_minor"],
-            found["weighting_rule"],
-            found["consumer_id"],
+    # The consumer's terms for the service: the named ones are among them, and the rules
+    # choose among them (the releaser has read both topics up to the revenue and beyond).
+    agreements = [
+        _agreement(row)
+        for row in await conn.fetch(
+            "SELECT * FROM agreements WHERE (consumer_id = $1 AND service_id = $2) "
+            "OR agreement_id = $3",
+            revenue.consumer_id,
+            revenue.service_id,
+            revenue.agreement_id,
         )
-    deployments = {
-        d["deployment_id"]: Deployment(
-            d["deployment_id"], d["service_id"], tuple(d["snapshot_ids"]), d["deployed_from"]
-        )
-        for d in await conn.fetch(
-            "SELECT * FROM deployments WHERE deployment_id = ANY($1::text[])",
+    ]
+    agreement = next((a for a in agreements if a.agreement_id == revenue.agreement_id), None)
+    published = [
+        _deployment(row)
+        for row in await conn.fetch(
+            "SELECT * FROM deployments WHERE (consumer_id = $1 AND service_id = $2) "
+            "OR deployment_id = ANY($3::text[])",
+            revenue.consumer_id,
+            revenue.service_id,
             list(revenue.deployment_ids),
         )
+    ]
+    deployments = {
+        d.deployment_id: d for d in published if d.deployment_id in revenue.deployment_ids
     }
     snapshot_ids = sorted({s for d in deployments.values() for s in d.snapshot_ids})
     snapshots: dict[str, list[admission.SnapshotMember]] = {
@@ -498,9 +510,43 @@ async def _allocate_recorded(conn: asyncpg.Connection, row: asyncpg.Record) -> N
             member_ids,
         )
     }
-    outcome = admission.admit(revenue, agreement, deployments, snapshots, processed, withdrawn)
+    outcome = admission.admit(
+        revenue,
+        agreement,
+        deployments,
+        snapshots,
+        processed,
+        withdrawn,
+        admission.Published(agreements, published),
+    )
     _stop_unless_admitted(outcome)
     await _write_split(conn, row, outcome.agreement_id, outcome.share_bps, outcome.claims)
+
+
+def _agreement(row: asyncpg.Record) -> admission.Agreement:
+    return admission.Agreement(
+        row["agreement_id"],
+        row["service_id"],
+        row["share_bps"],
+        row["currency"],
+        row["effective_from"],
+        row["effective_until"],
+        row["min_payout_minor"],
+        row["weighting_rule"],
+        row["published_at"],
+        consumer_id=row["consumer_id"],
+    )
+
+
+def _deployment(row: asyncpg.Record) -> Deployment:
+    return Deployment(
+        row["deployment_id"],
+        row["service_id"],
+        tuple(row["snapshot_ids"]),
+        row["deployed_from"],
+        row["published_at"],
+        row["consumer_id"],
+    )
 
 
 async def _allocate_adjustment(conn: asyncpg.Connection, row: asyncpg.Record) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 from google.protobuf import json_format
 
-from services.common.bus import PermanentFactError
+from services.common.bus import Delivery, PermanentFactError
 from services.common.facts import Envelope, make_envelope, payload_of
 from services.common.money import INT64_MAX, UnknownCurrencyError, micros_per_minor
 from services.common.outbox import write_outbox
@@ -83,7 +83,8 @@ def _micros_per_minor(currency: str) -> int:
 
 
 class Projector:
-    async def __call__(self, conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> list[Envelope]:
+        envelope = delivery.envelope
         fact = payload_of(envelope)
         kind = envelope.event_type
         if kind == "principal.registered":

@@ -22,10 +22,25 @@ from datetime import datetime
 
 from services.common.money import UnknownCurrencyError, minor_exponent
 from services.rules.allocation import WEIGHT_PER_TOKEN, Claim, Member, claims_for, period_bounds
-from services.rules.terms import AgreementTerms, Deployment, covers
+from services.rules.terms import (
+    AgreementTerms,
+    Deployment,
+    agreement_in_force,
+    covers,
+    deployments_for,
+)
 
 # How many missing facts a parked event names (the first ones, in a fixed order).
 _MISSING_NAMED = 3
+
+# The selection rule in one sentence, for every refusal of the consumer's choice.
+_WHICH_TERMS = (
+    "Of the terms published before a revenue event, the agreement and deployment in force "
+    "when its period began govern the whole period; terms take effect no earlier than "
+    "they are published, so a change published during a period applies from the next one, "
+    "and a period that ended without terms takes the earliest published ones that cover "
+    'it (docs/allocation.md, "Which terms apply")'
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,20 @@ class RevenueEvent:
     amount_minor: int
     agreement_id: str
     deployment_ids: tuple[str, ...]
+    # When the broker appended the fact; None for one not yet published (the consumer's
+    # client checking before it publishes), which lets every published term count.
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """The agreements and deployments the revenue's consumer has published (the caller
+    may pass more: `admit` keeps those of the revenue's consumer and service published no
+    later than the revenue). The terms of a revenue event are chosen among these by the
+    rules (services.rules.terms), never by the event."""
+
+    agreements: Sequence[Agreement]
+    deployments: Sequence[Deployment]
 
 
 @dataclass(frozen=True)
@@ -124,11 +153,12 @@ def admit(
     snapshots: Mapping[str, Sequence[SnapshotMember]],
     processed: Mapping[str, Processed],
     withdrawn_at: Mapping[str, datetime],
+    published: Published,
 ) -> Admission:
     """The outcome for `revenue`, given the facts found under the ids it names: its
     agreement (None if not found), its deployments and their snapshots by id, the
     processed facts the snapshots' members name, by event id, and the earliest withdrawal
-    of each contribution."""
+    of each contribution; and the terms its consumer had published when it was recorded."""
     try:
         minor_exponent(revenue.currency)
     except UnknownCurrencyError as error:
@@ -159,6 +189,8 @@ def admit(
         return Park(tuple(missing[:_MISSING_NAMED]))
 
     if rejected := _terms_refusal(revenue, agreement, [deployments[d] for d in named]):
+        return Reject(rejected)
+    if rejected := _selection_refusal(revenue, published):
         return Reject(rejected)
     by_snapshot: list[tuple[str, list[Member]]] = []
     for snapshot_id in snapshot_ids:
@@ -212,6 +244,48 @@ def _terms_refusal(
             )
         if deployment.deployed_from >= period_end:
             return f"deployment {deployment.deployment_id} began after {revenue.period} ended"
+    return None
+
+
+def _selection_refusal(revenue: RevenueEvent, published: Published) -> str | None:
+    """Why the named agreement or deployments are not the ones the rules select for the
+    revenue's service and period among the terms published before it, if they are not."""
+
+    def before(item) -> bool:
+        return (
+            item.consumer_id == revenue.consumer_id
+            and item.service_id == revenue.service_id
+            and (
+                revenue.published_at is None
+                or item.published_at is None
+                or item.published_at <= revenue.published_at
+            )
+        )
+
+    agreements = [a for a in published.agreements if before(a)]
+    chosen = agreement_in_force(agreements, revenue.service_id, revenue.period)
+    if chosen is None or chosen.agreement_id != revenue.agreement_id:
+        if all(a.agreement_id != revenue.agreement_id for a in agreements):
+            return (
+                f"agreement {revenue.agreement_id} was published after this revenue was "
+                "recorded; a revenue event is allocated under the terms published before it"
+            )
+        return (
+            f"agreement {revenue.agreement_id} is not the one in force for service "
+            f"{revenue.service_id!r} in {revenue.period}: the rules select "
+            f"{chosen.agreement_id} ({chosen.share_bps} bps). {_WHICH_TERMS}"
+        )
+    live = deployments_for(
+        [d for d in published.deployments if before(d)], revenue.service_id, revenue.period
+    )
+    live_ids = sorted(d.deployment_id for d in live)
+    named = sorted(set(revenue.deployment_ids))
+    if named != live_ids:
+        return (
+            f"the deployments named ({', '.join(named)}) are not the ones live for service "
+            f"{revenue.service_id!r} in {revenue.period} ({', '.join(live_ids) or 'none'}); "
+            f"name exactly those (the consumer client does). {_WHICH_TERMS}"
+        )
     return None
 
 

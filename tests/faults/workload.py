@@ -13,8 +13,10 @@ idempotent (upload ids, derived fact ids, payout runs keyed by period) and retri
 the broker, the database or a service is away. Uploads go one at a time, each waiting
 until preprocessing has published its outcome: "earlier" in deduplication is the log
 order, so this is what makes the accepted tokens the same in every run. With
-`awkward=True` the EUR revenue is published right after the agreements, long before the
-deployment it names exists (the ledger must park it, then release it); otherwise after.
+`awkward=True` the code deployment and the EUR revenue are published right after the
+agreements, the deployment naming snapshot s2 (by its derived id) long before that snapshot
+and the uploads in it exist: the ledger must park the revenue, then release it. Otherwise
+both come after snapshot s2.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from services.cli.client import IngestClient, UploadSpec
 from services.cli.provision import owner_signers
 from services.common.bus import FactProducer, PartyBus
-from services.common.facts import make_envelope, payload_of
+from services.common.facts import make_envelope, payload_of, timestamp
 from services.common.identity import Principal, api_key_sha256, role_number
 from services.common.keys import KeyFeed
 from services.common.logreader import read_log
@@ -44,7 +46,7 @@ from services.consumer.client import ConsumerClient
 from services.rules.ids import derived_id
 from tests.faults.platform import Platform, PlatformFailure
 from tests.integration.conftest import publish_signed
-from tt.facts.v1 import contribution_pb2, identity_pb2
+from tt.facts.v1 import consumer_pb2, contribution_pb2, identity_pb2
 
 PRODUCER = "fault-suite"
 FIRST_PERIOD = "2026-09"
@@ -317,9 +319,13 @@ class WorkloadRun:
         early, late = uploads[: w.first_snapshot_after], uploads[w.first_snapshot_after :]
         eur_revenue = Step("revenue R3 (code, EUR)", lambda: self.revenue("R3"))
         code_deployment = Step("deploy code on s1+s2", self.deploy_code)
-        # The awkward order: revenue for a service long before the deployment it names
-        # (and before the snapshot that deployment names, and the uploads in it).
-        awkward, natural = ([eur_revenue], []) if self.awkward else ([], [eur_revenue])
+        # The awkward order: the deployment and its revenue long before the snapshot the
+        # deployment names (and the uploads in it).
+        if self.awkward:
+            ahead = Step("deploy code on s1+s2 ahead of s2", self.deploy_code_ahead)
+            awkward, natural = [ahead, eur_revenue], []
+        else:
+            awkward, natural = [], [code_deployment, eur_revenue]
         return [
             Step("register principals", self.register_principals),
             *early,
@@ -330,7 +336,6 @@ class WorkloadRun:
             Step("revenue R1 (chat, USD)", lambda: self.revenue("R1")),
             *late,
             Step("snapshot s2", lambda: self.snapshot("s2")),
-            code_deployment,
             *natural,
             Step("revenue R2 (chat, USD)", lambda: self.revenue("R2")),
             Step(f"payout run {FIRST_PERIOD}", lambda: self.payout_run(FIRST_PERIOD)),
@@ -489,6 +494,8 @@ class WorkloadRun:
             lambda c: c.create_snapshot(name=name, all_processed=True), f"snapshot {name}"
         )
         self.ids[name] = published.fact_id
+        predicted = self.ids.get(f"{name}:predicted")
+        assert predicted in (None, published.fact_id), (name, predicted, published.fact_id)
 
     async def agreements(self) -> None:
         w = self.workload
@@ -524,15 +531,37 @@ class WorkloadRun:
             "deployment of code",
         )
 
+    def code_deployment(self, s2: str) -> consumer_pb2.ServiceDeployed:
+        return consumer_pb2.ServiceDeployed(
+            deployment_id=self.workload.code_deployment_id,
+            consumer_id=self.workload.consumer.principal_id,
+            service_id="code",
+            snapshot_ids=sorted([self.ids["s1"], s2]),
+            deployed_from=timestamp(datetime(2026, 8, 1, tzinfo=UTC)),
+        )
+
+    async def deploy_code_ahead(self) -> None:
+        """The code deployment published before snapshot s2 exists, naming it by the id
+        the client derives from its name: the client would refuse this, but a consumer may
+        publish it (the ledger trusts no client), and the same fact results as in the
+        natural order."""
+        s2 = derived_id("snapshot", self.workload.consumer.principal_id, "s2")
+        self.ids["s2:predicted"] = s2
+        deployment_id = self.workload.code_deployment_id
+        now = datetime.now(UTC)
+        envelope = make_envelope(
+            self.code_deployment(s2),
+            event_id=derived_id("service.deployed", deployment_id),
+            producer="consumer-client",
+            occurred_at=now,
+            recorded_at=now,
+        )
+        await self.consumer_action(
+            lambda c: c.producer.publish(envelope), "deployment of code ahead of s2"
+        )
+
     async def revenue(self, key: str) -> None:
         item = self.workload.revenues[key]
-        named = {}
-        if item.service == "code":
-            # Named explicitly, so it can be published before the deployment exists.
-            named = {
-                "agreement_id": self.ids["agreement:code"],
-                "deployment_ids": [self.workload.code_deployment_id],
-            }
         published = await self.consumer_action(
             lambda c: c.record_revenue(
                 service=item.service,
@@ -540,7 +569,6 @@ class WorkloadRun:
                 amount_minor=item.amount_minor,
                 currency=item.currency,
                 external_id=item.external_id(self.workload.seed),
-                **named,
             ),
             f"revenue {key}",
         )

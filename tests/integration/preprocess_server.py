@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from services.cli.admin import wait_group_stable
@@ -68,6 +71,46 @@ def stop_preprocess(process: subprocess.Popen) -> None:
 def preprocess_log(ingest: IngestServer) -> str:
     path = ingest.run_dir / "preprocess.log"
     return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+# What a worker did, in order: group membership, readiness, work, trouble.
+_EVENTS = re.compile(
+    r"generation|newly assigned|Worker ready|prepared |processed |failpoint|WARNING|ERROR|"
+    r"Traceback|Error:"
+)
+
+
+def stuck_report(process: subprocess.Popen, ingest: IngestServer) -> str:
+    """For a worker that stopped making progress: the events of the whole log, then what
+    each of its asyncio tasks was waiting on (Faust's worker dumps every thread and task
+    on SIGUSR1; only the task names and their innermost frames are kept)."""
+    path = ingest.run_dir / "preprocess.log"
+    before = path.stat().st_size if path.exists() else 0
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGUSR1)
+        time.sleep(3)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    events = [line for line in text[:before].splitlines() if _EVENTS.search(line)]
+    tasks: list[list[str]] = []  # [name, frames...]
+    for line in text[before:].splitlines():
+        if line.startswith("  TASK ") or line.startswith("THREAD "):
+            tasks.append([line.strip()])
+        elif tasks and line.lstrip().startswith('File "'):
+            tasks[-1].append(line.strip())
+    described = []
+    for name, *frames in tasks:
+        ours = [f for f in frames if "/services/" in f]
+        where = ours[-1] if ours else (frames[-1] if frames else "no frame")
+        described.append((not ours, f"{name}\n      at {where}"))
+    described.sort(key=lambda item: item[0])  # tasks in the platform's own code first
+    return "\n".join(
+        [
+            "events:",
+            *events[-60:],
+            "tasks at the time (innermost frame in services/, else innermost):",
+            *[text for _, text in described[:60]],
+        ]
+    )
 
 
 def processed_facts(ingest: IngestServer, expected: int, timeout_s: float = 120.0) -> dict:

@@ -190,10 +190,10 @@ async def test_a_handler_failure_rolls_back_the_inbox_record_so_the_fact_is_retr
     await pool.execute(EFFECTS_TABLE)
     attempts = 0
 
-    async def flaky(conn, envelope):
+    async def flaky(conn, delivery):
         nonlocal attempts
         attempts += 1
-        await count_effect(conn, envelope)
+        await count_effect(conn, delivery)
         if attempts == 1:
             raise ConnectionError("database went away mid-transaction")
         return []

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.bus import PermanentFactError
+from services.common.bus import Delivery, PermanentFactError
 from services.common.db import connect
 from services.common.facts import decode, make_envelope, payload_of, timestamp
 from services.common.migrations import load_migrations, migrate
 from services.common.validation import validate_envelope
+from services.ledger.main import Releaser
 from services.ledger.projection import (
     PROJECTION_TABLES,
     SQL_DIR,
@@ -64,14 +65,17 @@ class Story:
     def contributor(self, name: str) -> str:
         return self.id("contributor", name)
 
-    def envelope(self, payload, kind: str, name: str):
-        """Wrapped and validated as the ledger's consumer validates every fact it reads."""
+    def envelope(self, payload, kind: str, name: str, at: datetime = RECORDED_AT):
+        """Wrapped and validated as the ledger's consumer validates every fact it reads.
+        `at`: when it is published (`apply` hands the ledger this as the broker's append
+        time). Terms are published on time by default: on the day they take effect, or
+        with the revenue if that is earlier."""
         envelope = make_envelope(
             payload,
             event_id=self.id(f"event.{kind}", name),
             producer="tests",
-            occurred_at=RECORDED_AT,
-            recorded_at=RECORDED_AT,
+            occurred_at=at,
+            recorded_at=at,
         )
         validate_envelope(envelope)
         return envelope
@@ -123,7 +127,7 @@ class Story:
             fact.effective_until.CopyFrom(timestamp(until))
         for field, value in extra.items():
             setattr(fact, field, value)
-        return self.envelope(fact, "agreement", name)
+        return self.envelope(fact, "agreement", name, min(start, RECORDED_AT))
 
     def deployment(self, name: str, snapshots: list[str], deployed_from: datetime, service=None):
         fact = consumer_pb2.ServiceDeployed(
@@ -133,7 +137,7 @@ class Story:
             snapshot_ids=[self.id("snapshot", s) for s in snapshots],
             deployed_from=timestamp(deployed_from),
         )
-        return self.envelope(fact, "deployment", name)
+        return self.envelope(fact, "deployment", name, min(deployed_from, RECORDED_AT))
 
     def revenue(self, name, amount_minor, agreement, deployments, period="2026-11", **extra):
         fact = consumer_pb2.RevenueRecorded(
@@ -183,11 +187,13 @@ class Story:
 
 
 async def apply(conn, *envelopes) -> None:
-    """Each fact in its own transaction, as the inbox applies it; then release."""
+    """Each fact in its own transaction, as the inbox applies it (appended to the log when
+    it was recorded); then release."""
     projector = Projector()
     for envelope in envelopes:
+        appended_at = envelope.recorded_at.ToDatetime(tzinfo=UTC)
         async with conn.transaction():
-            await projector(conn, envelope)
+            await projector(conn, Delivery(envelope, "", 0, 0, None, appended_at))
         await release(conn, await parked_revenue(conn))
 
 
@@ -559,7 +565,8 @@ async def test_with_nothing_eligible_the_revenue_is_unallocated(ledger, unique, 
 
 def workload(story: Story, withdrawn_at: datetime) -> list:
     """~20 facts: an agreement, 2 snapshots (sharing a member), 2 deployments, 8 processed
-    facts, a withdrawal, 2 revenues and an adjustment."""
+    facts, a withdrawal, 2 revenues (November's on both deployments, October's on the one
+    live then) and an adjustment."""
     tokens = {f"c{i}": 1000 + 37 * i * i for i in range(8)}
     return [
         story.agreement("a", 1234, utc(2026, 1, 1)),
@@ -570,7 +577,7 @@ def workload(story: Story, withdrawn_at: datetime) -> list:
         story.deployment("d2", ["s2"], utc(2026, 11, 20)),
         story.withdrawal("c2", withdrawn_at),
         story.revenue("r1", 987_653, "a", ["d1", "d2"]),
-        story.revenue("r2", 12_345, "a", ["d1"]),
+        story.revenue("r2", 12_345, "a", ["d1"], period="2026-10"),
         story.adjustment("adj", "r1", -55_555),
     ]
 
@@ -584,9 +591,9 @@ async def clear(conn) -> None:
 async def test_the_projection_does_not_depend_on_the_order_facts_arrive_in(
     ledger, unique, withdrawal
 ):
-    """Release is called after every fact. A withdrawal is the one input a revenue fact
-    does not name, so the service releases only once the withdrawals on the log are
-    applied (main.Releaser); with a withdrawal that matters, this test does the same."""
+    """Release is called after every fact, once the inputs a revenue fact does not name
+    are applied, as the service does (main.Releaser: it releases only when the ledger has
+    consumed the withdrawals, agreements and deployments on the log)."""
     story = Story(unique)
     before_period = withdrawal == "before the period"
     facts = workload(story, utc(2026, 10, 5) if before_period else utc(2026, 11, 5))
@@ -597,12 +604,13 @@ async def test_the_projection_does_not_depend_on_the_order_facts_arrive_in(
         order = list(facts)
         random.Random(seed).shuffle(order)
         await clear(ledger)
-        withdrawals_applied = not before_period
+        unnamed = {f.event_id for f in facts if f.event_type in Releaser.UNNAMED_INPUTS}
         for envelope in order:
+            appended_at = envelope.recorded_at.ToDatetime(tzinfo=UTC)
             async with ledger.transaction():
-                await projector(ledger, envelope)
-            withdrawals_applied |= envelope.event_type == "contribution.withdrawn"
-            if withdrawals_applied:
+                await projector(ledger, Delivery(envelope, "", 0, 0, None, appended_at))
+            unnamed.discard(envelope.event_id)
+            if not unnamed:
                 await release(ledger, await parked_revenue(ledger))
         digest, counts = await projection_digest(ledger)
         digests[seed] = digest
@@ -610,8 +618,67 @@ async def test_the_projection_does_not_depend_on_the_order_facts_arrive_in(
         statuses = await ledger.fetch("SELECT status FROM revenue")
         assert {row["status"] for row in statuses} == {"allocated"}, f"seed {seed}"
         assert await ledger.fetchval("SELECT count(*) FROM unbalanced_movements") == 0
-    # r1 and its adjustment: all 8 contributions, less c2 if withdrawn before the period;
-    # r2 names only d1, whose snapshot s1 holds 5 of them.
-    eligible, in_s1 = (7, 4) if before_period else (8, 5)
-    assert counts["allocations"] == 2 * eligible + in_s1, counts
+    # r1 and its adjustment: all 8 contributions, less c2 if withdrawn before November;
+    # r2 (October) is on d1 alone, whose snapshot s1 holds 5 of them (c2 withdrawn on
+    # October 5 still takes part in October).
+    eligible = 7 if before_period else 8
+    assert counts["allocations"] == 2 * eligible + 5, counts
     assert counts["revenue"] == 3 and counts["processed"] == 8
+
+
+# -- (k) the terms are the rules' choice, not the consumer's ----------------------------------
+
+
+async def test_a_consumer_cannot_name_cheaper_terms_than_those_in_force(ledger, unique):
+    """Tried as a consumer would: an agreement of 1 bps starting on the period's last day,
+    one backdated into the period, and a deployment that was already superseded. Each is
+    rejected with the selection named; the revenue naming the rules' choice is allocated."""
+    story = Story(unique)
+    tokens = {"c1": 100, "c2": 300}
+    cheap = story.agreement("cheap", 1, utc(2026, 11, 30))  # published November 30
+    backdated = story.envelope(
+        payload_of(story.agreement("back", 1, utc(2026, 10, 1))), "agreement", "back",
+        at=utc(2026, 11, 15),
+    )  # fmt: skip
+    superseded = story.deployment("d0", ["s1"], utc(2026, 3, 1))
+    await apply(ledger, *story.basics(tokens, share_bps=333), cheap, backdated, superseded)
+    attempts = {
+        "cheap": story.revenue("r-cheap", 10_000, "cheap", ["d1"]),
+        "back": story.revenue("r-back", 10_000, "back", ["d1"]),
+        "old": story.revenue("r-old", 10_000, "a", ["d0"]),
+        "both": story.revenue("r-both", 10_000, "a", ["d0", "d1"]),
+    }
+    await apply(ledger, *attempts.values())
+    for name in ("r-cheap", "r-back"):
+        state, why = await status(ledger, story, "revenue", name)
+        assert state == "rejected", (name, state, why)
+        assert f"the rules select {story.id('agreement', 'a')} (333 bps)" in why, why
+    for name in ("r-old", "r-both"):
+        state, why = await status(ledger, story, "revenue", name)
+        assert state == "rejected", (name, state, why)
+        assert f"not the ones live for service {story.service_id!r} in 2026-11" in why, why
+        assert f"({story.id('deployment', 'd1')})" in why, why
+    await apply(ledger, story.revenue("r", 10_000, "a", ["d1"]))
+    assert await status(ledger, story, "revenue", "r") == ("allocated", "")
+    # 100.00 USD x 3.33% = 3,330,000 micros over 100 and 300 tokens.
+    assert await allocations(ledger, story, "revenue", "r", tokens) == {
+        "c1": 832_500,
+        "c2": 2_497_500,
+    }
+
+
+async def test_terms_published_after_the_revenue_do_not_count(ledger, unique):
+    """A revenue event is judged by the terms published before it: an agreement (or a
+    deployment) published later is not the selection, whatever order the ledger reads
+    them in."""
+    story = Story(unique)
+    tokens = {"c1": 10}
+    late = story.envelope(
+        payload_of(story.agreement("a", 1500, utc(2026, 1, 1))), "agreement", "a",
+        at=utc(2026, 12, 3),
+    )  # fmt: skip
+    revenue = story.revenue("r", 10_000, "a", ["d1"])  # recorded December 2
+    await apply(ledger, revenue, late, *story.basics(tokens)[1:])
+    state, why = await status(ledger, story, "revenue", "r")
+    assert state == "rejected", (state, why)
+    assert "was published after this revenue was recorded" in why, why

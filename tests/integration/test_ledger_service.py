@@ -127,7 +127,11 @@ async def test_facts_in_allocations_out_parked_until_named_facts_arrive(
             settings.kafka, f"{settings.topic_prefix}ledger", 90
         )
         assert ready, f"{detail}\n{log_path.read_text()[-3000:]}"
-        # Awkward order: revenue before the agreement, deployment and snapshot it names.
+        # Awkward order: revenue before the snapshot its deployment names and most of the
+        # processed facts (its terms come first: terms published after a revenue event
+        # never count for it).
+        await producer.publish(terms)
+        await producer.publish(deploy)
         await producer.publish(revenue)
         for fact in contributions[:2]:
             await producer.publish(fact)
@@ -136,12 +140,12 @@ async def test_facts_in_allocations_out_parked_until_named_facts_arrive(
                 settings,
                 schema,
                 "SELECT * FROM revenue WHERE status = 'parked' "
-                "AND status_reason LIKE 'waiting for agreement%'",
+                "AND status_reason LIKE 'waiting for snapshot%'",
             ),
             what="the revenue to be parked",
         )
-        assert "deployment d-" in rows[0]["status_reason"]
-        for fact in [terms, deploy, snap, *contributions[2:]]:
+        assert f"snapshot s-{unique}" in rows[0]["status_reason"]
+        for fact in [snap, *contributions[2:]]:
             await producer.publish(fact)
         allocated = await _wait_for(
             lambda: _query(settings, schema, "SELECT * FROM revenue WHERE status = 'allocated'"),

@@ -17,6 +17,7 @@ from tests.integration.preprocess_server import (
     processed_facts,
     start_preprocess,
     stop_preprocess,
+    stuck_report,
 )
 from tests.integration.test_preprocess import jsonl, near_copy, upload
 
@@ -54,10 +55,9 @@ def run(settings, run_dir, crashes: list[str]) -> list[tuple]:
             try:
                 assert worker.wait(180) == -signal.SIGKILL, preprocess_log(ingest)
             except subprocess.TimeoutExpired:
+                report = stuck_report(worker, ingest)
                 stop_preprocess(worker)
-                raise AssertionError(
-                    f"{failpoint} was never reached: {preprocess_log(ingest)}"
-                ) from None
+                raise AssertionError(f"{failpoint} was never reached:\n{report}") from None
         worker = start_preprocess(ingest, run_dir / "faust")
         try:
             ids = [receipt.body.contribution_id for receipt in receipts]

@@ -18,7 +18,7 @@ import time
 import asyncpg
 
 from services.cli.provision import owner_signers
-from services.common.bus import FactConsumer, FactProducer
+from services.common.bus import Delivery, FactConsumer, FactProducer
 from services.common.config import Settings
 from services.common.db import connect, create_pool
 from services.common.facts import BY_EVENT_TYPE, Envelope
@@ -31,8 +31,9 @@ EFFECTS_TABLE = """CREATE TABLE IF NOT EXISTS effects (
     event_id text PRIMARY KEY, applications integer NOT NULL)"""
 
 
-async def count_effect(conn: asyncpg.Connection, envelope: Envelope) -> list[Envelope]:
+async def count_effect(conn: asyncpg.Connection, delivery: Delivery) -> list[Envelope]:
     """A deliberately non-idempotent effect: applying a fact twice would show 2."""
+    envelope = delivery.envelope
     await conn.execute(
         "INSERT INTO effects (event_id, applications) VALUES ($1, 1) ON CONFLICT (event_id) "
         "DO UPDATE SET applications = effects.applications + 1",

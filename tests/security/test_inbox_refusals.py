@@ -46,7 +46,8 @@ async def count(pool, sql: str, *args) -> int:
 
 
 async def test_a_value_postgresql_refuses_rolls_back_everything_and_is_permanent(effects):
-    async def handler(conn, fact):
+    async def handler(conn, delivery):
+        fact = delivery.envelope
         await conn.execute("INSERT INTO effects VALUES ($1, 'first write')", fact.event_id)
         await conn.execute("INSERT INTO effects VALUES ($1, $2)", fact.event_id + "-2", "a\x00b")
         return []
@@ -59,7 +60,8 @@ async def test_a_value_postgresql_refuses_rolls_back_everything_and_is_permanent
     assert await count(effects, "effects") == 0
     assert await count(effects, "inbox") == 0  # redelivered, it is refused again
 
-    async def good(conn, fact):
+    async def good(conn, delivery):
+        fact = delivery.envelope
         await conn.execute("INSERT INTO effects VALUES ($1, 'ok')", fact.event_id)
         return []
 
@@ -78,7 +80,8 @@ async def test_a_value_postgresql_refuses_rolls_back_everything_and_is_permanent
     ids=["unique", "not-null", "bigint-overflow", "bad-date"],
 )
 async def test_each_kind_of_data_refusal_is_permanent(effects, statement):
-    async def handler(conn, fact):
+    async def handler(conn, delivery):
+        fact = delivery.envelope
         await conn.execute("INSERT INTO effects VALUES ($1, 'before')", fact.event_id)
         await conn.execute(statement)
         return []
@@ -99,7 +102,8 @@ async def test_each_kind_of_data_refusal_is_permanent(effects, statement):
     ids=lambda error: type(error).__name__,
 )
 async def test_the_databases_own_trouble_passes_through_to_be_retried(effects, error):
-    async def handler(conn, fact):
+    async def handler(conn, delivery):
+        fact = delivery.envelope
         await conn.execute("INSERT INTO effects VALUES ($1, 'before')", fact.event_id)
         raise error
 
@@ -110,7 +114,8 @@ async def test_the_databases_own_trouble_passes_through_to_be_retried(effects, e
 
 
 async def test_a_handlers_typed_refusal_after_a_write_leaves_nothing(effects):
-    async def handler(conn, fact):
+    async def handler(conn, delivery):
+        fact = delivery.envelope
         await conn.execute("INSERT INTO effects VALUES ($1, 'before')", fact.event_id)
         raise PermanentFactError("the agreement names a service that does not exist")
 

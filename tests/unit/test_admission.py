@@ -15,6 +15,7 @@ from services.rules.admission import (
     Outcome,
     Park,
     Processed,
+    Published,
     Reject,
     RevenueEvent,
     SnapshotMember,
@@ -29,8 +30,8 @@ NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
 
 REVENUE = RevenueEvent("r1", "acme", "chat", "2026-11", "USD", 10_000, "a1", ("d1",))
-AGREEMENT = Agreement("a1", "chat", 1_500, "USD", JAN, None, 0, 1, "acme")
-DEPLOYMENT = Deployment("d1", "chat", ("s1",), JAN)
+AGREEMENT = Agreement("a1", "chat", 1_500, "USD", JAN, None, 0, 1, consumer_id="acme")
+DEPLOYMENT = Deployment("d1", "chat", ("s1",), JAN, consumer_id="acme")
 MEMBERS = [
     SnapshotMember("c1", "alice", 700, "p1"),
     SnapshotMember("c2", "bob", 300, "p2"),
@@ -49,6 +50,11 @@ def world(**changes):
         "withdrawn_at": {},
     }
     facts.update(changes)
+    if "published" not in facts:  # the consumer published just the terms the event names
+        facts["published"] = Published(
+            [facts["agreement"]] if facts["agreement"] else [],
+            list(facts["deployments"].values()),
+        )
     return facts
 
 
@@ -201,3 +207,123 @@ def test_an_adjustment_follows_the_revenue_it_corrects(original, expected):
 def test_an_adjustment_in_an_unknown_currency_is_rejected():
     outcome = admit_adjustment(dataclasses.replace(ADJUSTMENT, currency="XXX"), ALLOCATED)
     assert isinstance(outcome, Reject) and "XXX" in outcome.reason
+
+
+# -- the terms are the rules' choice, not the consumer's ----------------------------------
+
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+REVENUE_AT = datetime(2026, 12, 2, tzinfo=UTC)  # December 2: November's revenue is recorded
+
+
+def at(moment: datetime, **fields):
+    return dict(published_at=moment, **fields)
+
+
+STANDING = dataclasses.replace(AGREEMENT, published_at=JAN)  # 15%, since January
+CHEAP = Agreement(
+    "a-cheap", "chat", 1, "USD", datetime(2026, 11, 30, tzinfo=UTC), None, 0, 1,
+    consumer_id="acme", published_at=datetime(2026, 11, 20, tzinfo=UTC),
+)  # fmt: skip
+BACKDATED = Agreement(
+    "a-back", "chat", 1, "USD", OCT, None, 0, 1,
+    consumer_id="acme", published_at=datetime(2026, 11, 15, tzinfo=UTC),
+)  # fmt: skip
+LATE = Agreement(
+    "a-late", "chat", 1, "USD", OCT, None, 0, 1,
+    consumer_id="acme", published_at=datetime(2026, 11, 25, tzinfo=UTC),
+)  # fmt: skip
+OLD = Deployment("d0", "chat", ("s1",), JAN, JAN, "acme")
+CURRENT = Deployment("d1", "chat", ("s1",), datetime(2026, 2, 1, tzinfo=UTC), JAN, "acme")
+MIDWAY = Deployment(
+    "d2", "chat", ("s1",), datetime(2026, 11, 10, tzinfo=UTC),
+    datetime(2026, 11, 10, tzinfo=UTC), "acme",
+)  # fmt: skip
+TERMS = Published([STANDING, CHEAP, BACKDATED, LATE], [OLD, CURRENT, MIDWAY])
+ALL_DEPLOYMENTS = {d.deployment_id: d for d in TERMS.deployments}
+
+
+def judged(agreement: Agreement, deployment_ids=("d1", "d2"), published=TERMS, recorded=REVENUE_AT):
+    revenue = dataclasses.replace(
+        REVENUE,
+        agreement_id=agreement.agreement_id,
+        deployment_ids=tuple(deployment_ids),
+        published_at=recorded,
+    )
+    return admit(
+        **world(
+            revenue=revenue,
+            agreement=agreement,
+            deployments=ALL_DEPLOYMENTS,
+            published=published,
+        )
+    )
+
+
+def test_the_agreement_in_force_at_the_start_and_the_live_deployments_are_allocated():
+    outcome = judged(STANDING)
+    assert isinstance(outcome, Allocate) and outcome.share_bps == 1_500
+
+
+CHOICES = {
+    "an agreement that starts on the period's last day": (
+        lambda: judged(CHEAP),
+        "agreement a-cheap is not the one in force for service 'chat' in 2026-11: the rules "
+        "select a1 (1500 bps",
+    ),
+    "an agreement backdated to before the period": (
+        lambda: judged(BACKDATED),
+        "agreement a-back is not the one in force for service 'chat' in 2026-11: the rules "
+        "select a1",
+    ),
+    "an agreement published after the revenue": (
+        lambda: judged(LATE, recorded=datetime(2026, 11, 20, tzinfo=UTC)),
+        "agreement a-late was published after this revenue was recorded",
+    ),
+    "a superseded deployment": (
+        lambda: judged(STANDING, ("d0", "d2")),
+        "the deployments named (d0, d2) are not the ones live for service 'chat' in 2026-11 "
+        "(d1, d2)",
+    ),
+    "a deployment left out": (
+        lambda: judged(STANDING, ("d1",)),
+        "the deployments named (d1) are not the ones live",
+    ),
+}
+
+
+@pytest.mark.parametrize("outcome, reason", CHOICES.values(), ids=CHOICES)
+def test_a_consumer_cannot_choose_its_own_terms(outcome, reason):
+    result = outcome()
+    assert isinstance(result, Reject), result
+    assert result.reason.startswith(reason), result.reason
+
+
+def test_a_backdated_agreement_takes_effect_when_published():
+    """Published on November 15 with effective_from October 1: it governs December, not
+    November."""
+    assert BACKDATED.takes_effect == BACKDATED.published_at
+    december = dataclasses.replace(
+        REVENUE,
+        period="2026-12",
+        agreement_id="a-back",
+        deployment_ids=("d2",),
+        published_at=datetime(2027, 1, 2, tzinfo=UTC),
+    )
+    outcome = admit(
+        **world(
+            revenue=december,
+            agreement=BACKDATED,
+            deployments=ALL_DEPLOYMENTS,
+            published=Published([STANDING, BACKDATED], TERMS.deployments),
+        )
+    )
+    assert isinstance(outcome, Allocate) and outcome.share_bps == 1
+
+
+def test_the_verdict_does_not_depend_on_the_order_terms_are_listed():
+    forwards = judged(STANDING)
+    backwards = judged(
+        STANDING,
+        published=Published(TERMS.agreements[::-1], TERMS.deployments[::-1]),
+    )
+    assert forwards == backwards
