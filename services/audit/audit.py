@@ -15,17 +15,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 
-from services.audit.recompute import Allocation, check_ids, check_payouts, recompute
+from services.audit.recompute import Allocation, Expected, check_ids, check_payouts, recompute
 from services.common.config import Settings
 from services.common.db import connect
 from services.common.facts import BY_EVENT_TYPE, payload_of
 from services.common.identity import ROLE_NAMES
 from services.common.keys import KeyFeed
-from services.common.logreader import ReadStats, read_log
+from services.common.logreader import ReadStats, read_log, read_log_file
 from services.common.money import micros_per_minor
+from services.common.signing import KeyEntry
 from services.rules.allocation import ALLOCATION_FIELDS
 
 # Every field of an allocation except its id, which is the key compared on.
@@ -110,41 +112,95 @@ async def run_audit(
     payout_schema: str = "payout",
     check_projections: bool = True,
 ) -> AuditReport:
-    report = AuditReport()
+    """The audit of the log on the broker, compared with the projections in PostgreSQL."""
     stats = ReadStats()
-    by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
-    seen: set[str] = set()
-    appended_at: dict[str, datetime] = {}  # event id -> when the broker appended it
-    revoked: dict[str, str] = {}  # key digest -> when and by whom it was revoked
+    facts = _Facts()
     registry = settings.topic_registry()
     async with KeyFeed.for_settings(settings, registry) as keys:
         async for record in read_log(settings.kafka, registry, BY_EVENT_TYPE, keys, stats):
-            envelope = record.envelope
-            if envelope.event_id in seen:  # a resend: the same event id, discarded by readers
-                report.duplicate_records += 1
-                continue
-            seen.add(envelope.event_id)
-            by_type[envelope.event_type].append(envelope)
-            appended_at[envelope.event_id] = record.appended_at
-            if envelope.event_type == "principal.registered":
-                report.principals.append(_principal(envelope, record.signer))
-            elif envelope.event_type == "principal.revoked":
-                revoked[envelope.principal_revoked.api_key_sha256] = (
-                    f"{envelope.recorded_at.ToJsonString()} by {record.signer.speaker}"
-                )
-        _report_trust(report, stats, keys.keyring)
-    for principal in report.principals:
-        principal["revoked"] = revoked.get(principal.pop("api_key_sha256"), "")
-    report.invalid_records = stats.invalid
-    report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
-    expected = recompute(by_type, appended_at)
-    for outcome in expected.outcomes.values():
-        status = outcome.split(":")[0]
-        report.outcomes[status] = report.outcomes.get(status, 0) + 1
-    report.notes += [f"refused as the ledger refuses it: {r}" for r in expected.refused]
-    mismatches = report.mismatches
+            facts.add(record)
+        report, expected, payouts = facts.audit(stats, keys.keyring)
+    if check_projections:
+        await _compare_projections(
+            settings, ledger_schema, payout_schema, expected, payouts, report
+        )
+    del report.mismatches[MAX_LISTED:]
+    return report
 
-    # (a) the allocation.made facts on the log
+
+def audit_log_file(path: Path, anchors: list[KeyEntry]) -> tuple[AuditReport, Expected]:
+    """The audit of a log kept in a file (services.common.logreader's format), signatures
+    checked against `anchors`: no broker, no database (the conformance kit,
+    docs/conformance.md). Returns the report and what the rules give."""
+    stats = ReadStats()
+    records, keyring = read_log_file(path, anchors, stats)
+    facts = _Facts()
+    for record in records:
+        facts.add(record)
+    report, expected, _ = facts.audit(stats, keyring)
+    return report, expected
+
+
+class _Facts:
+    """The trusted facts of a log, once each, as a reader keeps them (a resend of an
+    event id is discarded), and what the audit makes of them."""
+
+    def __init__(self):
+        self.report = AuditReport()
+        self.by_type: dict[str, list] = {event_type: [] for event_type in BY_EVENT_TYPE}
+        self.seen: set[str] = set()
+        self.appended_at: dict[str, datetime] = {}  # event id -> when the broker appended it
+        self.revoked: dict[str, str] = {}  # key digest -> when and by whom it was revoked
+
+    def add(self, record) -> None:
+        envelope = record.envelope
+        if envelope.event_id in self.seen:  # a resend: the same event id, discarded
+            self.report.duplicate_records += 1
+            return
+        self.seen.add(envelope.event_id)
+        self.by_type[envelope.event_type].append(envelope)
+        self.appended_at[envelope.event_id] = record.appended_at
+        if envelope.event_type == "principal.registered":
+            self.report.principals.append(_principal(envelope, record.signer))
+        elif envelope.event_type == "principal.revoked":
+            self.revoked[envelope.principal_revoked.api_key_sha256] = (
+                f"{envelope.recorded_at.ToJsonString()} by {record.signer.speaker}"
+            )
+
+    def audit(self, stats: ReadStats, keyring) -> tuple[AuditReport, Expected, dict]:
+        """The report (without the projections), what the rules give, and the payouts on
+        the log by id."""
+        report, by_type = self.report, self.by_type
+        _report_trust(report, stats, keyring)
+        for principal in report.principals:
+            principal["revoked"] = self.revoked.get(principal.pop("api_key_sha256"), "")
+        report.invalid_records = stats.invalid
+        report.fact_counts = {t: len(v) for t, v in sorted(by_type.items())}
+        expected = recompute(by_type, self.appended_at)
+        for outcome in expected.outcomes.values():
+            status = outcome.split(":")[0]
+            report.outcomes[status] = report.outcomes.get(status, 0) + 1
+        report.notes += [f"refused as the ledger refuses it: {r}" for r in expected.refused]
+        mismatches = report.mismatches
+        _compare_allocation_facts(by_type, expected, mismatches)
+        payouts = {payload_of(e).payout_id: payload_of(e) for e in by_type["payout.issued"]}
+        # The first fact under an agreement id is the agreement (a different one later
+        # under the same id is refused, as the ledger refuses it).
+        minimums: dict[str, int] = {}
+        for envelope in by_type["agreement.published"]:
+            fact = payload_of(envelope)
+            minimums.setdefault(fact.agreement_id, fact.min_payout_minor)
+        mismatches += check_payouts(payouts.values(), expected.allocations, minimums)
+        mismatches += check_ids(by_type)
+        report.allocations = len(expected.allocations)
+        report.payouts = len(payouts)
+        report.digest = allocations_digest(expected.allocations)
+        report.totals = _totals(expected, payouts.values())
+        return report, expected, payouts
+
+
+def _compare_allocation_facts(by_type, expected, mismatches) -> None:
+    """(a) the allocation.made facts on the log against the rules."""
     on_log = {}
     for envelope in by_type["allocation.made"]:
         fact = payload_of(envelope)
@@ -166,26 +222,6 @@ async def run_audit(
             )
         elif diff := _diff("allocation.made", allocation_id, _fields(want), got):
             mismatches.append(diff)
-
-    # payouts against the rules
-    payouts = {payload_of(e).payout_id: payload_of(e) for e in by_type["payout.issued"]}
-    minimums = {
-        payload_of(e).agreement_id: payload_of(e).min_payout_minor
-        for e in by_type["agreement.published"]
-    }
-    mismatches += check_payouts(payouts.values(), expected.allocations, minimums)
-    mismatches += check_ids(by_type)
-
-    report.allocations = len(expected.allocations)
-    report.payouts = len(payouts)
-    report.digest = allocations_digest(expected.allocations)
-    report.totals = _totals(expected, payouts.values())
-    if check_projections:
-        await _compare_projections(
-            settings, ledger_schema, payout_schema, expected, payouts, report
-        )
-    del mismatches[MAX_LISTED:]
-    return report
 
 
 def _principal(envelope, signer) -> dict:

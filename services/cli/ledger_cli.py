@@ -110,6 +110,19 @@ def add_ledger_parsers(commands) -> None:
     audit.add_argument(
         "--facts-only", action="store_true", help="compare with the facts only, not PostgreSQL"
     )
+    audit.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="audit a log kept in a file (e.g. tests/conformance/kit/log.jsonl, "
+        "docs/conformance.md) instead of the broker: facts only, no database, no key",
+    )
+    audit.add_argument(
+        "--anchors",
+        type=Path,
+        metavar="FILE",
+        help="the trust anchors for --log (default: anchors.json beside the log)",
+    )
     rebuild = commands.add_parser("rebuild", help="drop a projection and replay the log")
     rebuild.add_argument("projection", choices=["ledger", "payout"])
     rebuild.add_argument("--json", action="store_true")
@@ -272,7 +285,27 @@ async def run_audit(settings: Settings, args) -> int:
         os.environ.get("TT_PAYOUT_SCHEMA", "payout"),
         check_projections=not args.facts_only,
     )
-    if args.json:
+    return print_audit(report, args.json)
+
+
+def run_file_audit(args) -> int:
+    """`1tt audit --log FILE`: the same audit of a log kept in a file, offline."""
+    from services.audit.audit import audit_log_file
+    from services.common.logreader import LogFileError
+    from services.common.signing import load_anchors
+
+    anchors_path = args.anchors or args.log.parent / "anchors.json"
+    try:
+        report, _ = audit_log_file(args.log, load_anchors(anchors_path))
+    except (OSError, LogFileError, ValueError, KeyError) as error:
+        print(f"error: cannot audit {args.log}: {error}", file=sys.stderr)
+        return 2
+    report.notes.append(f"log read from {args.log}; trust anchors from {anchors_path}")
+    return print_audit(report, args.json)
+
+
+def print_audit(report, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(report.as_json(), sort_keys=True))
         return 0 if report.matched else 1
     print("facts on the log (distinct event ids):")

@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.formats import UploadRejected
 
     try:
+        if args.command == "audit" and args.log is not None:
+            return ledger_cli.run_file_audit(args)  # offline: no broker, no database
         settings = Settings.from_env(**_credentials_of(args))
         if args.command == "stack":
             return asyncio.run(_prepare(settings))

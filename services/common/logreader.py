@@ -5,14 +5,23 @@ published, `1tt rebuild`, the auditor): every partition of the topics is read fr
 0 up to its end offset at the moment of the call, `read_committed`. Records that are not
 valid facts, or whose signature does not prove that a party allowed to publish them did,
 are counted (with the reason), not returned; so are facts found on another type's topic.
+
+The same log can be kept in a file (`write_log_file`, `read_log_file`): one JSON object
+per line for each record, `{"topic", "partition", "offset", "appended_at_ms", "value"}`,
+`value` being the record's bytes as the broker holds them (the signed fact), in base64,
+and topic names without the deployment's prefix. A file is read with the same checks,
+its signatures against trust anchors given with it (docs/conformance.md).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -21,7 +30,7 @@ from services.common.bus import appended_at
 from services.common.config import KafkaAccess
 from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.keys import KeyFeed
-from services.common.signing import KeyEntry, SignatureError
+from services.common.signing import KeyEntry, Keyring, SignatureError
 from services.common.topics import TopicRegistry
 from services.common.validation import FactValidationError, validate_envelope
 
@@ -92,24 +101,10 @@ async def read_log(
                 for record in records:
                     if record.offset >= ends[tp]:
                         break
-                    stats.records += 1
-                    try:
-                        envelope = decode(record.value)
-                        validate_envelope(envelope)
-                    except (FactDecodeError, FactValidationError):
-                        stats.invalid += 1
-                        continue
-                    expected_topic = registry.fact_topic(envelope.event_type)
-                    if record.topic != expected_topic:
-                        stats.misplaced.append(
-                            (
-                                record.topic,
-                                record.partition,
-                                record.offset,
-                                f"{envelope.event_type} {envelope.event_id} belongs on "
-                                f"{expected_topic}",
-                            )
-                        )
+                    envelope = _placed_fact(
+                        registry, record.topic, record.partition, record.offset, record.value, stats
+                    )
+                    if envelope is None:
                         continue
                     try:
                         signer = await keys.verify_record(record, envelope)
@@ -133,6 +128,133 @@ async def read_log(
                     pending.discard(tp)
     finally:
         await consumer.stop()
+
+
+def _placed_fact(
+    registry: TopicRegistry, topic: str, partition: int, offset: int, value: bytes, stats
+) -> Envelope | None:
+    """The record's fact if it is valid and on its type's topic; else counted in `stats`."""
+    stats.records += 1
+    try:
+        envelope = decode(value)
+        validate_envelope(envelope)
+    except (FactDecodeError, FactValidationError):
+        stats.invalid += 1
+        return None
+    expected_topic = registry.fact_topic(envelope.event_type)
+    if topic != expected_topic:
+        stats.misplaced.append(
+            (
+                topic,
+                partition,
+                offset,
+                f"{envelope.event_type} {envelope.event_id} belongs on {expected_topic}",
+            )
+        )
+        return None
+    return envelope
+
+
+class LogFileError(ValueError):
+    """A log file that is not in the format; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    appended_at_ms: int
+    value: bytes
+
+
+def write_log_file(path: Path, records: Iterable[RawRecord]) -> None:
+    """The records in the log file format, in the order given."""
+    lines = [
+        json.dumps(
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "appended_at_ms": r.appended_at_ms,
+                "value": base64.b64encode(r.value).decode(),
+            },
+            sort_keys=True,
+        )
+        for r in records
+    ]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def raw_records(path: Path) -> list[RawRecord]:
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            item = json.loads(line)
+            records.append(
+                RawRecord(
+                    str(item["topic"]),
+                    int(item["partition"]),
+                    int(item["offset"]),
+                    int(item["appended_at_ms"]),
+                    base64.b64decode(item["value"], validate=True),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise LogFileError(
+                f"{path}, line {number}: not a log record ({error}); each line is a JSON "
+                'object with "topic", "partition", "offset", "appended_at_ms" and "value" '
+                "(base64)"
+            ) from None
+    return records
+
+
+def read_log_file(
+    path: Path, anchors: Iterable[KeyEntry], stats: ReadStats | None = None
+) -> tuple[list[LogRecord], Keyring]:
+    """Every valid, trusted fact in a log file, in file order, with the keyring its
+    key.registered facts built on `anchors`: the checks of `read_log`, offline."""
+    stats = stats if stats is not None else ReadStats()
+    registry = TopicRegistry()
+    records = raw_records(path)
+    keyring = Keyring(anchors)
+    keys_topic = registry.fact_topic("key.registered")
+    for record in records:  # every key first, as the key feed knows them before it checks
+        if record.topic != keys_topic:
+            continue
+        try:
+            envelope = decode(record.value)
+            validate_envelope(envelope)
+        except (FactDecodeError, FactValidationError) as error:
+            keyring.refused.append((f"offset {record.offset}", str(error)))
+            continue
+        if envelope.event_type == "key.registered":
+            keyring.register(record.value, envelope, record.appended_at_ms)
+    trusted = []
+    for record in records:
+        envelope = _placed_fact(
+            registry, record.topic, record.partition, record.offset, record.value, stats
+        )
+        if envelope is None:
+            continue
+        try:
+            signer = keyring.verify(record.value, envelope, record.appended_at_ms)
+        except SignatureError as error:
+            stats.untrusted.append((record.topic, record.partition, record.offset, str(error)))
+            continue
+        stats.by_signer[(signer.speaker, envelope.event_type)] += 1
+        trusted.append(
+            LogRecord(
+                envelope,
+                record.topic,
+                record.partition,
+                record.offset,
+                signer,
+                record.value,
+                appended_at(record.appended_at_ms),
+            )
+        )
+    return trusted, keyring
 
 
 async def read_facts(
