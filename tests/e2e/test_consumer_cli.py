@@ -370,6 +370,22 @@ REJECTIONS = {
          "--amount-minor", "5000", "--currency", "USD", "--id", "EXT-SEARCH", "--json"],
         ["no agreement of yours covers service 'search'", "1tt consumer agreement"],
     ),
+    "an-agreement-of-its-choosing": (
+        "consumer",
+        ["consumer", "revenue", "--service", "chat", "--period", "2026-11",
+         "--amount-minor", "5000", "--currency", "USD", "--id", "EXT-CHOSEN",
+         "--agreement", "an-agreement-of-my-choosing", "--json"],
+        ["agreement an-agreement-of-my-choosing is not the one in force for 'chat' in "
+         "2026-11: the rules select", "the ledger would reject any other"],
+    ),
+    "a-deployment-of-its-choosing": (
+        "consumer",
+        ["consumer", "revenue", "--service", "chat", "--period", "2026-11",
+         "--amount-minor", "5000", "--currency", "USD", "--id", "EXT-CHOSEN",
+         "--deployment", "a-deployment-of-my-choosing", "--json"],
+        ["the deployments named (a-deployment-of-my-choosing) are not the ones live for "
+         "'chat' in 2026-11", "leave --deployment out"],
+    ),
     "snapshot-without-selection": (
         "consumer",
         ["consumer", "snapshot", "--name", "s2", "--json"],
