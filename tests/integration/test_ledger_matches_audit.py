@@ -259,7 +259,7 @@ def test_the_worlds_try_every_outcome_and_every_choice_of_terms():
     the rules' in each way (else the agreement above would prove little)."""
     statuses, reasons = set(), []
     for seed in SEEDS:
-        outcomes, allocations = audit_outcomes(world(seed))
+        outcomes, _ = audit_outcomes(world(seed))
         statuses |= {status for status, _ in outcomes.values()}
         reasons += [reason for _, reason in outcomes.values()]
     assert statuses == {"allocated", "rejected", "parked", "unallocated"}
