@@ -23,6 +23,8 @@ import unicodedata
 
 import tt_textcore
 
+from services.preprocess.disguise import fold_disguised_letters
+
 __all__ = ["normalize"]
 
 # Zero-width characters and the soft hyphen are invisible; they only split words for a
@@ -89,6 +91,10 @@ def normalize(text: str) -> str:
     5. Three or more consecutive newlines become two (one blank line at most).
     6. Leading blank lines and trailing whitespace of the whole text are removed. Spaces that
        indent the first line are kept, for the same reason as in step 4.
+    7. Letters disguised as Latin ones (Cyrillic "\u0430", fullwidth "\uff45", ...) in Latin-script
+       words of a Latin-script document become the Latin letters they imitate
+       (services/preprocess/disguise.py): a copy in disguise reads, counts and
+       fingerprints as the text it copies.
     """
     try:
         text = tt_textcore.normalize_characters(text, _NATIVE_TABLE)
@@ -98,7 +104,7 @@ def normalize(text: str) -> str:
             text = tt_textcore.normalize_characters(
                 unicodedata.normalize("NFC", text), _NATIVE_TABLE
             )
-        return tt_textcore.normalize_spaces(text)
+        return fold_disguised_letters(tt_textcore.normalize_spaces(text))
     except UnicodeEncodeError:  # a lone surrogate
         return _normalize_in_python(text)
 
@@ -123,4 +129,4 @@ def _normalize_in_python(text: str) -> str:
         text = _INTERNAL_RUN.sub(" ", text)
     if "\n\n\n" in text:
         text = _MANY_NEWLINES.sub("\n\n", text)
-    return text.lstrip("\n").rstrip(" \n")
+    return fold_disguised_letters(text.lstrip("\n").rstrip(" \n"))

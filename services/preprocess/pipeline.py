@@ -25,7 +25,9 @@ from services.preprocess.quality import DEFAULT_QUALITY, QualityConfig, assess
 from services.preprocess.tokens import DEFAULT_TOKENIZER, count_tokens
 from tt.facts.v1 import contribution_pb2
 
-PIPELINE_VERSION = "1.2.0"  # 1.2: index stores one signature per shard; 1.1: language, ZIP+4
+# 1.3: disguised letters folded, placeholder text removed; 1.2: index stores one signature
+# per shard; 1.1: language, ZIP+4
+PIPELINE_VERSION = "1.3.0"
 EXCERPT_CHARS = 240
 
 EMPTY = contribution_pb2.REMOVAL_REASON_EMPTY

@@ -30,18 +30,26 @@ Signals (all computed for every document, so a report can show them):
   (count x its length) / characters of all words; 0 if no N-gram occurs twice.
 * ``duplicate_ngram_fraction_N`` (N = 5, 7, 10): characters of words that lie inside an N-gram
   occurring more than once (all occurrences) / characters of all words.
+* ``placeholder_fraction``: runs of ASCII letters that are words of placeholder Latin
+  ("lorem ipsum dolor sit amet ...": ``PLACEHOLDER_WORDS``, any case) / ``n_words``; 0 for a
+  text that contains none of the stems psum, olor, amet, elit, tempor (lower or upper
+  case), which every placeholder passage has (so most documents cost a substring test).
+  The list leaves out the short words real Latin is full of (et, in, est, ut ...) and
+  keeps those typesetters' filler repeats, so a Latin maxim in a contract stays far below
+  the limit.
 
 Rules, checked in this fixed order; the first failure names the verdict's ``rule``:
 
 1. ``min_words``
-2. ``min_mean_word_length``        (spaced scripts only)
-3. ``max_mean_word_length``        (spaced scripts only)
-4. ``max_symbol_ratio``
-5. ``min_alpha_ratio``
-6. ``max_duplicate_line_fraction``
-7. ``max_duplicate_paragraph_fraction``
-8. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
-9. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
+2. ``max_placeholder_fraction``
+3. ``min_mean_word_length``        (spaced scripts only)
+4. ``max_mean_word_length``        (spaced scripts only)
+5. ``max_symbol_ratio``
+6. ``min_alpha_ratio``
+7. ``max_duplicate_line_fraction``
+8. ``max_duplicate_paragraph_fraction``
+9. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
+10. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
 
 Performance: the counting (words, character classes, repeated blocks, n-gram statistics on
 64-bit hashes of word ids; once no n-gram of a length repeats, longer ones are not hashed)
@@ -85,6 +93,7 @@ class QualityConfig:
     max_duplicate_paragraph_fraction: float
     max_top_ngram_fraction: dict[int, float]
     max_duplicate_ngram_fraction: dict[int, float]
+    max_placeholder_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("max_top_ngram_fraction", "max_duplicate_ngram_fraction"):
@@ -144,7 +153,34 @@ DEFAULT_QUALITY = QualityConfig(
     # recurring formulas (~0.3) or a short reference page written in parallel sentences (~0.7)
     # would fail. Copy-pasted blocks, spam and scraped site chrome are ~0.9-1.0.
     max_duplicate_ngram_fraction={5: 0.85, 7: 0.8, 10: 0.75},
+    # Placeholder text is nearly all filler words (the classic passage ~0.6 of its words,
+    # generators that mix in English ~0.4); a Latin quotation in English prose, or a
+    # page of real Latin, stays under ~0.05.
+    max_placeholder_fraction=0.2,
 )
+
+# Typesetters' placeholder Latin ("lorem ipsum" and its generators), without the short words
+# that real Latin uses everywhere (et, in, est, non, ut, ad, ex, id, qui, sed ...).
+PLACEHOLDER_WORDS = frozenset(
+    """lorem ipsum dolor amet consectetur consectetuer adipiscing adipisicing elit eiusmod
+    tempor incididunt labore dolore magna aliqua enim minim veniam nostrud exercitation
+    ullamco laboris nisi aliquip commodo consequat duis aute irure reprehenderit voluptate
+    velit esse cillum fugiat nulla pariatur excepteur occaecat cupidatat proident sunt
+    culpa officia deserunt mollit anim laborum curabitur pretium tincidunt lacus gravida
+    orci odio nullam varius turpis pharetra eros bibendum luctus felis sollicitudin mauris
+    integer nibh euismod tellus risus vulputate vehicula donec lobortis etiam ullamcorper
+    ligula congue sapien quam maecenas fermentum pellentesque malesuada aliquet eget neque
+    aliquam faucibus vestibulum porttitor rhoncus dapibus sagittis viverra suspendisse
+    ultrices posuere cubilia curae praesent semper mattis condimentum volutpat morbi
+    tristique senectus netus fames egestas nunc accumsan blandit feugiat lectus lacinia
+    placerat hendrerit scelerisque fringilla facilisis interdum imperdiet iaculis mollis
+    nascetur ridiculus penatibus montes parturient natoque massa""".split()
+)
+# Stems found in almost every placeholder passage and in almost no other text: the
+# placeholder count runs only on a document that contains one (a substring test, cheap).
+_PLACEHOLDER_STEMS = ("psum", "olor", "amet", "elit", "tempor")
+_PLACEHOLDER_HINTS = (*_PLACEHOLDER_STEMS, *(stem.upper() for stem in _PLACEHOLDER_STEMS))
+_PLACEHOLDER_WORD = re.compile(r"[A-Za-z]+")
 
 
 @dataclass(frozen=True)
@@ -265,6 +301,7 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
         "duplicate_line_fraction": lines,
         "duplicate_paragraph_fraction": paragraphs,
     }
+    signals["placeholder_fraction"] = _placeholder_fraction(text, n_words)
     for n, value in zip(top_ns, top, strict=True):
         signals[f"top_ngram_fraction_{n}"] = value
     for n, value in zip(dup_ns, dup, strict=True):
@@ -272,10 +309,23 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     return signals
 
 
+def _placeholder_fraction(text: str, n_words: int) -> float:
+    if not n_words or not any(hint in text for hint in _PLACEHOLDER_HINTS):
+        return 0.0
+    count = sum(1 for word in _PLACEHOLDER_WORD.findall(text) if word.lower() in PLACEHOLDER_WORDS)
+    return count / n_words
+
+
 def _checks(s: dict[str, float], config: QualityConfig) -> list[tuple[str, float, float, bool]]:
     """(rule, value, threshold, is_upper_bound) for every applicable rule, in the fixed order."""
     checks: list[tuple[str, float, float, bool]] = [
-        ("min_words", s["n_words"], float(config.min_words), False)
+        ("min_words", s["n_words"], float(config.min_words), False),
+        (
+            "max_placeholder_fraction",
+            s["placeholder_fraction"],
+            config.max_placeholder_fraction,
+            True,
+        ),
     ]
     if s["n_words"] and s["spaceless_fraction"] < 0.5:
         checks.append(

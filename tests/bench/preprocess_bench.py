@@ -36,6 +36,7 @@ from services.preprocess.pii import redact
 from services.preprocess.pipeline import PipelineConfig, prepare_batch
 from services.preprocess.quality import DEFAULT_QUALITY, assess
 from services.preprocess.tokens import count_tokens
+from tests.support import gaming
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -237,6 +238,8 @@ def main() -> int:
         f"{index_mb_per_million:,.0f} MB per million documents (JSON as stored, before RocksDB)"
     )
     print(f"  peak RSS (this process) {peak_rss_mb:.0f} MB")
+    gaming_outcomes = gaming.run(config)
+    print("  " + gaming.report(gaming_outcomes).replace("\n", "\n  "))
     print(
         json.dumps(
             {
@@ -258,6 +261,7 @@ def main() -> int:
                 "pii_false_positive_rate": pii_false_positives,
                 "clean_false_removal": false_removal,
                 "bad_removal_rate": bad_removed,
+                "gaming": {o.attack: round(o.fraction, 4) for o in gaming_outcomes},
                 "peak_rss_mb": round(peak_rss_mb),
                 "dedup_index_mb_per_million_docs": round(index_mb_per_million),
             }

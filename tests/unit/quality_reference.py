@@ -97,6 +97,7 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
         "digit_ratio": counts[DIGIT] / non_space if non_space else 0.0,
         "duplicate_line_fraction": duplicate_block_fraction(text.split("\n"), len(text)),
         "duplicate_paragraph_fraction": duplicate_block_fraction(text.split("\n\n"), len(text)),
+        "placeholder_fraction": placeholder_fraction(text, n_words),
     }
     out.update(
         ngram_signals(
@@ -108,3 +109,14 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
         )
     )
     return out
+
+
+def placeholder_fraction(text: str, n_words: int) -> float:
+    """Runs of ASCII letters that are placeholder words (any case) / words; 0 for a text
+    without any of the stems every placeholder passage has."""
+    if not n_words or not any(
+        stem in text or stem.upper() in text for stem in ("psum", "olor", "amet", "elit", "tempor")
+    ):
+        return 0.0
+    found = re.findall(r"[A-Za-z]+", text)
+    return sum(word.lower() in quality.PLACEHOLDER_WORDS for word in found) / n_words

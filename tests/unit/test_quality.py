@@ -46,6 +46,11 @@ def _rng_text(seed: int, alphabet: str, n: int) -> str:
 # Each crafted document fails exactly the named rule first (the rules are checked in order).
 CASES = [
     ("min_words", "Untitled draft"),
+    (
+        "max_placeholder_fraction",
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+        "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam.",
+    ),
     ("min_mean_word_length", " ".join("a b c d e f g h i j".split() * 10)),
     ("max_mean_word_length", base64.b64encode(bytes(range(256)) * 8).decode()),
     (
