@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from services.preprocess.boilerplate import strip_chrome_edges
 from services.preprocess.fingerprints import DedupConfig, Fingerprint, fingerprints
 from services.preprocess.language import allowed, identify_batch
 from services.preprocess.normalize import normalize
@@ -114,7 +115,8 @@ def prepare_batch(
     and models stay in the processor's caches, and stages with a batch form take the batch
     in one call. Quality and the shingles read words from the lower-cased text, which the
     native code computes (no Python string of it)."""
-    normalised = [normalize(text) for _, text, _ in batch]
+    # Normalised, without the web page chrome around the content (boilerplate.py).
+    normalised = [strip_chrome_edges(normalize(text)) for _, text, _ in batch]
     live = [i for i, text in enumerate(normalised) if text]  # empty documents stop here
     texts = [normalised[i] for i in live]
     redactions = [redact(text) for text in texts]

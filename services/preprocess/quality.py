@@ -37,19 +37,24 @@ Signals (all computed for every document, so a report can show them):
   The list leaves out the short words real Latin is full of (et, in, est, ut ...) and
   keeps those typesetters' filler repeats, so a Latin maxim in a contract stays far below
   the limit.
+* ``boilerplate_fraction``: the share of non-empty lines that are web page chrome (cookie
+  banners, menus, share bars, newsletter prompts, copyright and legal-link lines), for a
+  document with fewer than 50 words outside such lines; else 0
+  (services/preprocess/boilerplate.py).
 
 Rules, checked in this fixed order; the first failure names the verdict's ``rule``:
 
 1. ``min_words``
 2. ``max_placeholder_fraction``
-3. ``min_mean_word_length``        (spaced scripts only)
-4. ``max_mean_word_length``        (spaced scripts only)
-5. ``max_symbol_ratio``
-6. ``min_alpha_ratio``
-7. ``max_duplicate_line_fraction``
-8. ``max_duplicate_paragraph_fraction``
-9. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
-10. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
+3. ``max_boilerplate_fraction``
+4. ``min_mean_word_length``        (spaced scripts only)
+5. ``max_mean_word_length``        (spaced scripts only)
+6. ``max_symbol_ratio``
+7. ``min_alpha_ratio``
+8. ``max_duplicate_line_fraction``
+9. ``max_duplicate_paragraph_fraction``
+10. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
+11. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
 
 Performance: the counting (words, character classes, repeated blocks, n-gram statistics on
 64-bit hashes of word ids; once no n-gram of a length repeats, longer ones are not hashed)
@@ -66,6 +71,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields
 
+from services.preprocess.boilerplate import boilerplate_fraction
 from services.preprocess.textcore import native, without_surrogates
 
 __all__ = ["DEFAULT_QUALITY", "QualityConfig", "QualityVerdict", "assess"]
@@ -94,6 +100,7 @@ class QualityConfig:
     max_top_ngram_fraction: dict[int, float]
     max_duplicate_ngram_fraction: dict[int, float]
     max_placeholder_fraction: float = 0.2
+    max_boilerplate_fraction: float = 0.6
 
     def __post_init__(self) -> None:
         for name in ("max_top_ngram_fraction", "max_duplicate_ngram_fraction"):
@@ -157,6 +164,9 @@ DEFAULT_QUALITY = QualityConfig(
     # generators that mix in English ~0.4); a Latin quotation in English prose, or a
     # page of real Latin, stays under ~0.05.
     max_placeholder_fraction=0.2,
+    # A page that is chrome and little else: most of its lines are menus, banners and
+    # footers (a real article with its chrome around it keeps 50+ words of its own).
+    max_boilerplate_fraction=0.6,
 )
 
 # Typesetters' placeholder Latin ("lorem ipsum" and its generators), without the short words
@@ -302,6 +312,7 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
         "duplicate_paragraph_fraction": paragraphs,
     }
     signals["placeholder_fraction"] = _placeholder_fraction(text, n_words)
+    signals["boilerplate_fraction"] = boilerplate_fraction(text, n_words)
     for n, value in zip(top_ns, top, strict=True):
         signals[f"top_ngram_fraction_{n}"] = value
     for n, value in zip(dup_ns, dup, strict=True):
@@ -324,6 +335,12 @@ def _checks(s: dict[str, float], config: QualityConfig) -> list[tuple[str, float
             "max_placeholder_fraction",
             s["placeholder_fraction"],
             config.max_placeholder_fraction,
+            True,
+        ),
+        (
+            "max_boilerplate_fraction",
+            s["boilerplate_fraction"],
+            config.max_boilerplate_fraction,
             True,
         ),
     ]

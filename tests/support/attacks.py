@@ -208,3 +208,54 @@ def word_salad(rng: random.Random, corpus: list[str]) -> str:
     if sentence:
         text.append(" ".join(sentence).capitalize() + ".")
     return " ".join(text)
+
+
+# --- web boilerplate ----------------------------------------------------------------------
+
+_COOKIE = [
+    "We use cookies to improve your experience on our site.",
+    "This website uses cookies to ensure you get the best experience.",
+    "By continuing to browse you agree to our use of cookies.",
+    "We and our partners use cookies to personalise content and ads.",
+    "Cookies help us deliver our services. By using our services, you agree to our use of cookies.",
+]
+_COOKIE_BUTTONS = ["Accept all", "Accept", "Reject all", "Manage preferences", "Cookie settings",
+                   "Got it!", "OK", "Learn more", "Allow cookies"]  # fmt: skip
+_NAV = ["Home", "About", "About us", "News", "Blog", "Products", "Services", "Shop", "Contact",
+        "Contact us", "Careers", "Support", "FAQ", "Pricing", "Events", "Resources", "Login",
+        "Sign in", "Register", "Cart", "Search", "Menu", "Team", "Press", "Partners"]  # fmt: skip
+_SHARE = ["Share this:", "Share on Facebook", "Share on Twitter", "Tweet", "Share on LinkedIn",
+          "Email this", "Print", "Pin it", "WhatsApp", "Copy link", "Follow us on Instagram",
+          "Follow us", "Like us on Facebook"]  # fmt: skip
+_OTHER = ["Skip to main content", "Skip to content", "Back to top", "Subscribe to our newsletter",
+          "Sign up for our newsletter", "Enter your email address", "Subscribe", "Advertisement",
+          "Related articles", "You might also like", "Read more", "Load more", "Previous post",
+          "Next post", "Leave a comment", "Privacy Policy", "Terms of Use", "Terms of Service",
+          "Sitemap", "Log in to reply", "Posted in Uncategorized", "Tags:"]  # fmt: skip
+
+
+def boilerplate_page(rng: random.Random) -> str:
+    """A page's chrome with no content: cookie banner, menus, share bars, newsletter
+    prompts and footer, in varied order, wording and separators."""
+    blocks = []
+    sep = rng.choice([" | ", " · ", " / ", "  ", "\n"])
+    if rng.random() < 0.8:
+        blocks.append(" ".join(rng.sample(_COOKIE, rng.randint(1, 2))))
+        blocks.append(sep.join(rng.sample(_COOKIE_BUTTONS, rng.randint(1, 3))))
+    blocks.append(sep.join(rng.sample(_NAV, rng.randint(4, 12))))
+    for _ in range(rng.randint(1, 4)):
+        pool = rng.choice((_SHARE, _OTHER, _NAV))
+        blocks.append(sep.join(rng.sample(pool, rng.randint(1, 5))))
+    year = rng.randint(2005, 2026)
+    owner = rng.choice(["Acme Media", "Northwind", "The Daily Post", "Blue River Ltd", "Example"])
+    blocks.append(rng.choice([f"© {year} {owner}. All rights reserved.",
+                              f"Copyright {year} {owner}", f"© {owner} {year}"]))  # fmt: skip
+    rng.shuffle(blocks[1:-1])
+    return "\n".join(blocks)
+
+
+def with_boilerplate_edges(text: str, rng: random.Random) -> str:
+    """A real document with a page's chrome above and below it."""
+    head = [rng.choice(_OTHER[:2]), " | ".join(rng.sample(_NAV, rng.randint(4, 9)))]
+    tail = [" ".join(rng.sample(_SHARE, rng.randint(2, 5))), rng.choice(_OTHER)]
+    return "\n".join([*head[: rng.randint(1, 2)], text, *tail[: rng.randint(1, 2)]])

@@ -118,6 +118,7 @@ def attacks_on(originals: list[str], seed: int = 7) -> dict[str, Callable[[], li
 
     table["lorem ipsum filler"] = filler(lambda rng: attacks.lorem_ipsum(rng, vocabulary))
     table["word salad filler"] = filler(lambda rng: attacks.word_salad(rng, originals))
+    table["web page chrome filler"] = filler(attacks.boilerplate_page)
     return table
 
 

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 from services.preprocess import quality
+from services.preprocess.boilerplate import boilerplate_fraction
 from services.preprocess.quality import DIGIT, LETTER, PUNCT, SYMBOL, QualityConfig
 
 _MASK = (1 << 64) - 1
@@ -98,6 +99,7 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
         "duplicate_line_fraction": duplicate_block_fraction(text.split("\n"), len(text)),
         "duplicate_paragraph_fraction": duplicate_block_fraction(text.split("\n\n"), len(text)),
         "placeholder_fraction": placeholder_fraction(text, n_words),
+        "boilerplate_fraction": boilerplate_fraction(text, n_words),
     }
     out.update(
         ngram_signals(

@@ -19,6 +19,7 @@ DEFEATED = (
     "characters: whitespace",
     "characters: confusables+zero_width+case+whitespace",
     "lorem ipsum filler",
+    "web page chrome filler",
 )
 
 

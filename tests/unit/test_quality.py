@@ -51,6 +51,11 @@ CASES = [
         "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
         "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam.",
     ),
+    (
+        "max_boilerplate_fraction",
+        "We use cookies to improve your experience. Accept all\nHome | About | Blog | Contact"
+        "\nShare on Facebook · Tweet · Email this\n© 2024 Acme Media. All rights reserved.",
+    ),
     ("min_mean_word_length", " ".join("a b c d e f g h i j".split() * 10)),
     ("max_mean_word_length", base64.b64encode(bytes(range(256)) * 8).decode()),
     (
@@ -58,7 +63,7 @@ CASES = [
         " ".join(f"word{_rng_text(i, '#$%&*@~^<>=+', 3)}x" for i in range(100)),
     ),
     ("min_alpha_ratio", "\n".join(f"Row {i} {i * 37} {i * 1.5} {i * 91}" for i in range(60))),
-    ("max_duplicate_line_fraction", "\n".join(["Subscribe to our newsletter today!"] * 80)),
+    ("max_duplicate_line_fraction", "\n".join(["The meeting is postponed to May."] * 80)),
     (
         "max_duplicate_paragraph_fraction",
         "\n\n".join(
