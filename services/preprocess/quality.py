@@ -37,6 +37,9 @@ Signals (all computed for every document, so a report can show them):
   The list leaves out the short words real Latin is full of (et, in, est, ut ...) and
   keeps those typesetters' filler repeats, so a Latin maxim in a contract stays far below
   the limit.
+* ``hex_letter_fraction``: letters that are hexadecimal digits (a-f, A-F) / all letters,
+  for a document whose ``alpha_ratio`` is below 0.5 and that has at least 20 letters; else
+  0. Hex dumps and digests are ~0.85-1.0; prose, code and tables of any language ~0.3-0.5.
 * ``boilerplate_fraction``: the share of non-empty lines that are web page chrome (cookie
   banners, menus, share bars, newsletter prompts, copyright and legal-link lines), for a
   document with fewer than 50 words outside such lines; else 0
@@ -50,11 +53,12 @@ Rules, checked in this fixed order; the first failure names the verdict's ``rule
 4. ``min_mean_word_length``        (spaced scripts only)
 5. ``max_mean_word_length``        (spaced scripts only)
 6. ``max_symbol_ratio``
-7. ``min_alpha_ratio``
-8. ``max_duplicate_line_fraction``
-9. ``max_duplicate_paragraph_fraction``
-10. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
-11. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
+7. ``max_hex_letter_fraction``
+8. ``min_alpha_ratio``
+9. ``max_duplicate_line_fraction``
+10. ``max_duplicate_paragraph_fraction``
+11. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
+12. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
 
 Performance: the counting (words, character classes, repeated blocks, n-gram statistics on
 64-bit hashes of word ids; once no n-gram of a length repeats, longer ones are not hashed)
@@ -101,6 +105,7 @@ class QualityConfig:
     max_duplicate_ngram_fraction: dict[int, float]
     max_placeholder_fraction: float = 0.2
     max_boilerplate_fraction: float = 0.6
+    max_hex_letter_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         for name in ("max_top_ngram_fraction", "max_duplicate_ngram_fraction"):
@@ -144,8 +149,9 @@ DEFAULT_QUALITY = QualityConfig(
     # Latin-1 are ~15-17 %, symbol soup ~100 %.
     max_symbol_ratio=0.12,
     # Prose is ~0.9-0.97 letters; manuals with code and numbered legal clauses ~0.7-0.9;
-    # hex dumps (~0.35) and number tables (~0.1-0.3) are far below.
-    min_alpha_ratio=0.5,
+    # real tables of dates, versions and names ~0.25-0.5; number tables without words ~0-0.1.
+    # (Hex dumps, ~0.35, have their own rule, max_hex_letter_fraction.)
+    min_alpha_ratio=0.2,
     # "Mostly repeated": more than half of the text is copies of lines seen before. Refrains,
     # repeated legal headings, "A: Yes." turns and code braces stay well below.
     max_duplicate_line_fraction=0.5,
@@ -167,6 +173,9 @@ DEFAULT_QUALITY = QualityConfig(
     # A page that is chrome and little else: most of its lines are menus, banners and
     # footers (a real article with its chrome around it keeps 50+ words of its own).
     max_boilerplate_fraction=0.6,
+    # Hex dumps and digests spell with a-f only (~0.85-1.0 of their letters); any language's
+    # prose, code and tables ~0.3-0.5.
+    max_hex_letter_fraction=0.75,
 )
 
 # Typesetters' placeholder Latin ("lorem ipsum" and its generators), without the short words
@@ -313,11 +322,20 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     }
     signals["placeholder_fraction"] = _placeholder_fraction(text, n_words)
     signals["boilerplate_fraction"] = boilerplate_fraction(text, n_words)
+    signals["hex_letter_fraction"] = _hex_letter_fraction(
+        text, counts[LETTER], signals["alpha_ratio"]
+    )
     for n, value in zip(top_ns, top, strict=True):
         signals[f"top_ngram_fraction_{n}"] = value
     for n, value in zip(dup_ns, dup, strict=True):
         signals[f"duplicate_ngram_fraction_{n}"] = value
     return signals
+
+
+def _hex_letter_fraction(text: str, letters: int, alpha_ratio: float) -> float:
+    if alpha_ratio >= 0.5 or letters < 20:
+        return 0.0
+    return sum(text.count(c) for c in "abcdefABCDEF") / letters
 
 
 def _placeholder_fraction(text: str, n_words: int) -> float:
@@ -352,6 +370,14 @@ def _checks(s: dict[str, float], config: QualityConfig) -> list[tuple[str, float
             ("max_mean_word_length", s["mean_word_length"], config.max_mean_word_length, True)
         )
     checks.append(("max_symbol_ratio", s["symbol_ratio"], config.max_symbol_ratio, True))
+    checks.append(
+        (
+            "max_hex_letter_fraction",
+            s["hex_letter_fraction"],
+            config.max_hex_letter_fraction,
+            True,
+        )
+    )
     checks.append(("min_alpha_ratio", s["alpha_ratio"], config.min_alpha_ratio, False))
     checks.append(
         (

@@ -36,7 +36,7 @@ from services.preprocess.pii import redact
 from services.preprocess.pipeline import PipelineConfig, prepare_batch
 from services.preprocess.quality import DEFAULT_QUALITY, assess
 from services.preprocess.tokens import count_tokens
-from tests.support import gaming
+from tests.support import gaming, more_genres
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -202,7 +202,10 @@ def main() -> int:
 
     pii_recall = pii_samples.recall_by_kind(pii_samples.generate(seed=2, per_kind=200))
     pii_false_positives = pii_samples.false_positive_rate(pii_samples.clean_hard_negatives())
-    false_removal = false_removal_rates(DEFAULT_QUALITY)
+    false_removal = {
+        **false_removal_rates(DEFAULT_QUALITY),
+        **more_genres.false_removal_rates(DEFAULT_QUALITY),
+    }
     bad_removed = bad_removal_rate(DEFAULT_QUALITY)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

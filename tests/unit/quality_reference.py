@@ -101,6 +101,11 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
         "placeholder_fraction": placeholder_fraction(text, n_words),
         "boilerplate_fraction": boilerplate_fraction(text, n_words),
     }
+    alpha = out["alpha_ratio"]
+    letters = counts[LETTER]
+    out["hex_letter_fraction"] = (
+        sum(c in "abcdefABCDEF" for c in text) / letters if alpha < 0.5 and letters >= 20 else 0.0
+    )
     out.update(
         ngram_signals(
             ids,

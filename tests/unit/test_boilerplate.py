@@ -66,3 +66,20 @@ def test_the_pipeline_counts_only_the_content():
 )  # fmt: skip
 def test_each_line_is_judged(line, kind):
     assert chrome(line) == kind
+
+
+def test_no_genre_loses_more_than_two_percent_of_its_clean_documents():
+    """Every quality rule together, on every genre of clean text this machine has: the
+    synthetic and real genres of services/preprocess/genres.py and real code, tables and
+    non-English text (tests/support/more_genres.py). Issue 16's bound: 2% per genre."""
+    from services.preprocess.genres import false_removal_rates
+    from services.preprocess.quality import DEFAULT_QUALITY
+    from tests.support import more_genres
+
+    rates = {
+        **false_removal_rates(DEFAULT_QUALITY),
+        **more_genres.false_removal_rates(DEFAULT_QUALITY),
+    }
+    assert set(rates) >= {"technical", "legal", "fiction", "poetry", "code", "tables"}
+    assert all(rate <= 0.02 for rate in rates.values()), rates
+    assert more_genres.more_clean_documents()["code"], "no code found to measure"

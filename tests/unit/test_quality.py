@@ -62,7 +62,14 @@ CASES = [
         "max_symbol_ratio",
         " ".join(f"word{_rng_text(i, '#$%&*@~^<>=+', 3)}x" for i in range(100)),
     ),
-    ("min_alpha_ratio", "\n".join(f"Row {i} {i * 37} {i * 1.5} {i * 91}" for i in range(60))),
+    (
+        "max_hex_letter_fraction",
+        "\n".join(
+            f"{i:08x}: " + " ".join(f"{(i * 7 + k) % 256:02x}" for k in range(16))
+            for i in range(0, 640, 16)
+        ),
+    ),
+    ("min_alpha_ratio", "\n".join(f"{i} {i * 37} {i * 1.5} {i * 91} {i % 7}" for i in range(60))),
     ("max_duplicate_line_fraction", "\n".join(["The meeting is postponed to May."] * 80)),
     (
         "max_duplicate_paragraph_fraction",
