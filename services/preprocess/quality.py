@@ -40,6 +40,15 @@ Signals (all computed for every document, so a report can show them):
 * ``hex_letter_fraction``: letters that are hexadecimal digits (a-f, A-F) / all letters,
   for a document whose ``alpha_ratio`` is below 0.5 and that has at least 20 letters; else
   0. Hex dumps and digests are ~0.85-1.0; prose, code and tables of any language ~0.3-0.5.
+* ``keyword_stuffing``: how far a document goes towards text written to repeat a product
+  keyword for search engines: min(t / 0.04, c / 0.06, s / 0.4), where t is the share of
+  words taken by the most frequent content word (3+ letters, not a function word or a
+  commercial word), c the share of commercial words (buy, cheap, price, deal, shipping,
+  ... ``COMMERCIAL_WORDS``) and s the share of sentences that contain that content word;
+  0 for a document of fewer than 30 words or in which the six most telling commercial
+  words (cheap, buy, price, discount, deal, shop, in lower or title case) make up less
+  than 1% of the words (so most documents cost a few substring counts). Spam built from
+  templates scores ~1-3; technical, legal and every other clean genre stay under ~0.45.
 * ``boilerplate_fraction``: the share of non-empty lines that are web page chrome (cookie
   banners, menus, share bars, newsletter prompts, copyright and legal-link lines), for a
   document with fewer than 50 words outside such lines; else 0
@@ -50,15 +59,16 @@ Rules, checked in this fixed order; the first failure names the verdict's ``rule
 1. ``min_words``
 2. ``max_placeholder_fraction``
 3. ``max_boilerplate_fraction``
-4. ``min_mean_word_length``        (spaced scripts only)
-5. ``max_mean_word_length``        (spaced scripts only)
-6. ``max_symbol_ratio``
-7. ``max_hex_letter_fraction``
-8. ``min_alpha_ratio``
-9. ``max_duplicate_line_fraction``
-10. ``max_duplicate_paragraph_fraction``
-11. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
-12. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
+4. ``max_keyword_stuffing``
+5. ``min_mean_word_length``        (spaced scripts only)
+6. ``max_mean_word_length``        (spaced scripts only)
+7. ``max_symbol_ratio``
+8. ``max_hex_letter_fraction``
+9. ``min_alpha_ratio``
+10. ``max_duplicate_line_fraction``
+11. ``max_duplicate_paragraph_fraction``
+12. ``max_top_ngram_fraction``       (N ascending; only with >= MIN_WORDS_FOR_NGRAM_RULES words)
+13. ``max_duplicate_ngram_fraction`` (N ascending; likewise)
 
 Performance: the counting (words, character classes, repeated blocks, n-gram statistics on
 64-bit hashes of word ids; once no n-gram of a length repeats, longer ones are not hashed)
@@ -106,6 +116,7 @@ class QualityConfig:
     max_placeholder_fraction: float = 0.2
     max_boilerplate_fraction: float = 0.6
     max_hex_letter_fraction: float = 0.75
+    max_keyword_stuffing: float = 0.7
 
     def __post_init__(self) -> None:
         for name in ("max_top_ngram_fraction", "max_duplicate_ngram_fraction"):
@@ -176,7 +187,28 @@ DEFAULT_QUALITY = QualityConfig(
     # Hex dumps and digests spell with a-f only (~0.85-1.0 of their letters); any language's
     # prose, code and tables ~0.3-0.5.
     max_hex_letter_fraction=0.75,
+    # Every one of the three signs of keyword stuffing at 70% of what template spam shows.
+    max_keyword_stuffing=0.7,
 )
+
+# Words that sell. A document is keyword spam only if it is also full of one product word.
+COMMERCIAL_WORDS = frozenset(
+    """buy buying bought cheap cheapest best price prices pricing discount discounts
+    discounted sale sales deal deals offer offers shop shopping store stores online order
+    orders ordering free shipping delivery lowest save savings coupon coupons promo
+    promotion guaranteed affordable outlet wholesale bargain bargains exclusive review
+    reviews rated compare""".split()
+)
+_FUNCTION_WORDS = frozenset(
+    """the and for with are was were been its this that these those from not but then than
+    such which who what when where how all any each can may must will would should could
+    does did has have had you your our they their there here into over about more most
+    also only just get now today near""".split()
+)
+_STUFFING_HINTS = ("cheap", "buy", "price", "discount", "deal", "shop")
+_STUFFING_HINTS = (*_STUFFING_HINTS, *(hint.title() for hint in _STUFFING_HINTS))
+_LETTER_WORD = re.compile(r"[^\W\d_]+")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # Typesetters' placeholder Latin ("lorem ipsum" and its generators), without the short words
 # that real Latin uses everywhere (et, in, est, non, ut, ad, ex, id, qui, sed ...).
@@ -322,6 +354,7 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     }
     signals["placeholder_fraction"] = _placeholder_fraction(text, n_words)
     signals["boilerplate_fraction"] = boilerplate_fraction(text, n_words)
+    signals["keyword_stuffing"] = _keyword_stuffing(text, n_words)
     signals["hex_letter_fraction"] = _hex_letter_fraction(
         text, counts[LETTER], signals["alpha_ratio"]
     )
@@ -330,6 +363,25 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     for n, value in zip(dup_ns, dup, strict=True):
         signals[f"duplicate_ngram_fraction_{n}"] = value
     return signals
+
+
+def _keyword_stuffing(text: str, n_words: int) -> float:
+    if n_words < 30 or sum(text.count(hint) for hint in _STUFFING_HINTS) < 0.01 * n_words:
+        return 0.0
+    words = [word.lower() for word in _LETTER_WORD.findall(text)]
+    if not words:
+        return 0.0
+    commercial = sum(word in COMMERCIAL_WORDS for word in words) / len(words)
+    content: dict[str, int] = {}
+    for word in words:
+        if len(word) >= 3 and word not in _FUNCTION_WORDS and word not in COMMERCIAL_WORDS:
+            content[word] = content.get(word, 0) + 1
+    if not content:
+        return 0.0
+    keyword, count = min(content.items(), key=lambda item: (-item[1], item[0]))
+    sentences = [s for s in _SENTENCE_BREAK.split(text.lower()) if s.strip()]
+    covered = sum(keyword in sentence for sentence in sentences) / len(sentences)
+    return min(count / len(words) / 0.04, commercial / 0.06, covered / 0.4)
 
 
 def _hex_letter_fraction(text: str, letters: int, alpha_ratio: float) -> float:
@@ -361,6 +413,7 @@ def _checks(s: dict[str, float], config: QualityConfig) -> list[tuple[str, float
             config.max_boilerplate_fraction,
             True,
         ),
+        ("max_keyword_stuffing", s["keyword_stuffing"], config.max_keyword_stuffing, True),
     ]
     if s["n_words"] and s["spaceless_fraction"] < 0.5:
         checks.append(

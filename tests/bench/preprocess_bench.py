@@ -243,6 +243,11 @@ def main() -> int:
     print(f"  peak RSS (this process) {peak_rss_mb:.0f} MB")
     gaming_outcomes = gaming.run(config)
     print("  " + gaming.report(gaming_outcomes).replace("\n", "\n  "))
+    junk = gaming.junk_removal()
+    print(
+        "  junk removed per class (goal >= 0.95 each): "
+        + ", ".join(f"{name} {rate:.3f}" for name, rate in junk.items())
+    )
     print(
         json.dumps(
             {
@@ -265,6 +270,7 @@ def main() -> int:
                 "clean_false_removal": false_removal,
                 "bad_removal_rate": bad_removed,
                 "gaming": {o.attack: round(o.fraction, 4) for o in gaming_outcomes},
+                "junk_removal": junk,
                 "peak_rss_mb": round(peak_rss_mb),
                 "dedup_index_mb_per_million_docs": round(index_mb_per_million),
             }

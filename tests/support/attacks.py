@@ -259,3 +259,66 @@ def with_boilerplate_edges(text: str, rng: random.Random) -> str:
     head = [rng.choice(_OTHER[:2]), " | ".join(rng.sample(_NAV, rng.randint(4, 9)))]
     tail = [" ".join(rng.sample(_SHARE, rng.randint(2, 5))), rng.choice(_OTHER)]
     return "\n".join([*head[: rng.randint(1, 2)], text, *tail[: rng.randint(1, 2)]])
+
+
+# --- keyword stuffing ---------------------------------------------------------------------
+
+_PRODUCTS = ["running shoes", "replica watches", "cheap flights", "car insurance",
+             "weight loss pills", "web hosting", "online casino", "cbd oil", "vpn service",
+             "essay writing", "payday loans", "led lights", "gaming chair", "phone case",
+             "hair extensions", "solar panels", "crypto wallet", "dog food"]  # fmt: skip
+_SPAM_TEMPLATES = [
+    "Looking for the best {kw}? You have come to the right place.",
+    "Buy {kw} online at the lowest price.",
+    "Our {kw} are the best {kw} you can buy today.",
+    "Cheap {kw} with free shipping on every order.",
+    "Top rated {kw} reviews and {kw} deals for {year}.",
+    "Compare {kw} prices and save up to {pct}% now.",
+    "Why choose our {kw}? Quality {kw}, fast delivery and great prices.",
+    "Discount {kw} in {city}: order your {kw} now.",
+    "The {kw} sale ends soon, so get your {kw} before they are gone.",
+    "Find cheap {kw} near you and shop {kw} with confidence.",
+    "Best {kw} {year}: top {n} {kw} compared.",
+    "{Kw} for sale, {kw} coupons and exclusive {kw} offers.",
+]
+_SPAM_FILLER = [
+    "Customer satisfaction is our priority.",
+    "We have thousands of happy customers.",
+    "Contact us for more information.",
+    "Our team is here to help you every step of the way.",
+    "Click here to learn more.",
+    "Don't miss out on this amazing opportunity.",
+    "Sign up today and get a special bonus.",
+    "Check out our website for the latest updates.",
+]
+_CITIES = ["London", "Paris", "Berlin", "Madrid", "Chicago", "Toronto", "Sydney", "Dubai"]
+
+
+def keyword_spam(rng: random.Random) -> str:
+    """Text written to repeat a product keyword for search engines: varied templates,
+    filler sentences, a density of the keyword that varies by seed, sometimes links."""
+    kw = rng.choice(_PRODUCTS)
+    filler_share = rng.uniform(0.1, 0.5)
+    sentences = []
+    for _ in range(rng.randint(8, 40)):
+        if rng.random() < filler_share:
+            sentences.append(rng.choice(_SPAM_FILLER))
+        else:
+            template = rng.choice(_SPAM_TEMPLATES)
+            sentences.append(
+                template.format(
+                    kw=kw, Kw=kw.capitalize(), year=rng.randint(2019, 2026),
+                    pct=rng.choice([10, 20, 30, 50, 70]), city=rng.choice(_CITIES),
+                    n=rng.randint(5, 20),
+                )
+            )  # fmt: skip
+        if rng.random() < 0.1:
+            sentences.append(
+                f"https://www.best-{kw.replace(' ', '-')}.example/{rng.randint(1, 99)}"
+            )
+    paragraphs, i = [], 0
+    while i < len(sentences):
+        take = rng.randint(2, 6)
+        paragraphs.append(" ".join(sentences[i : i + take]))
+        i += take
+    return "\n\n".join(paragraphs)

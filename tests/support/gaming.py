@@ -119,6 +119,7 @@ def attacks_on(originals: list[str], seed: int = 7) -> dict[str, Callable[[], li
     table["lorem ipsum filler"] = filler(lambda rng: attacks.lorem_ipsum(rng, vocabulary))
     table["word salad filler"] = filler(lambda rng: attacks.word_salad(rng, originals))
     table["web page chrome filler"] = filler(attacks.boilerplate_page)
+    table["keyword spam filler"] = filler(attacks.keyword_spam)
     return table
 
 
@@ -139,6 +140,27 @@ def run(config: PipelineConfig | None = None, limit: int = 60) -> list[Outcome]:
             own, _ = accepted(own_texts(len(originals)), DocRef(3, "own", 0), fresh, config)
         outcomes.append(Outcome(name, honest_tokens, tokens, kept, own))
     return outcomes
+
+
+def junk_removal(samples: int = 200, seed: int = 9) -> dict[str, float]:
+    """Share of each junk class the quality rules remove (issue 16's goal: 0.95 each)."""
+    from services.preprocess.normalize import normalize
+    from services.preprocess.quality import assess
+
+    originals = honest_corpus(30)
+    vocabulary = sorted({w for text in originals for w in text.split() if w.isalpha()})
+    makers = {
+        "placeholder text": lambda rng: attacks.lorem_ipsum(rng, vocabulary),
+        "word salad": lambda rng: attacks.word_salad(rng, originals),
+        "keyword spam": attacks.keyword_spam,
+        "web page chrome": attacks.boilerplate_page,
+    }
+    rates = {}
+    for name, make in makers.items():
+        rng = random.Random(seed)
+        removed = sum(not assess(normalize(make(rng))).kept for _ in range(samples))
+        rates[name] = removed / samples
+    return rates
 
 
 def report(outcomes: list[Outcome]) -> str:

@@ -101,6 +101,7 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
         "placeholder_fraction": placeholder_fraction(text, n_words),
         "boilerplate_fraction": boilerplate_fraction(text, n_words),
     }
+    out["keyword_stuffing"] = quality._keyword_stuffing(text, n_words)
     alpha = out["alpha_ratio"]
     letters = counts[LETTER]
     out["hex_letter_fraction"] = (

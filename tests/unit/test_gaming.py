@@ -20,6 +20,7 @@ DEFEATED = (
     "characters: confusables+zero_width+case+whitespace",
     "lorem ipsum filler",
     "web page chrome filler",
+    "keyword spam filler",
 )
 
 
@@ -61,3 +62,9 @@ def test_placeholder_text_is_removed_in_each_variant(seed):
 )
 def test_latin_in_real_prose_is_kept(text):
     assert assess(text).kept
+
+
+def test_each_junk_class_that_has_a_rule_is_removed_at_the_goal():
+    rates = gaming.junk_removal(samples=100)
+    for name in ("placeholder text", "keyword spam", "web page chrome"):
+        assert rates[name] >= 0.95, rates

@@ -56,6 +56,13 @@ CASES = [
         "We use cookies to improve your experience. Accept all\nHome | About | Blog | Contact"
         "\nShare on Facebook · Tweet · Email this\n© 2024 Acme Media. All rights reserved.",
     ),
+    (
+        "max_keyword_stuffing",
+        " ".join(
+            f"Buy cheap garden hoses online at the best price. Garden hoses deals {i}."
+            for i in range(8)
+        ),
+    ),
     ("min_mean_word_length", " ".join("a b c d e f g h i j".split() * 10)),
     ("max_mean_word_length", base64.b64encode(bytes(range(256)) * 8).decode()),
     (
@@ -78,7 +85,7 @@ CASES = [
             ["Office closed.\nCall again\ntomorrow morning.\nThank you."] * 30
         ),
     ),
-    ("max_top_ngram_fraction", " ".join(["shoes", "cheap", "shoes", "buy", "shoes"] * 30)),
+    ("max_top_ngram_fraction", " ".join(["shoes", "red", "shoes", "blue", "shoes"] * 30)),
     (
         "max_duplicate_ngram_fraction",
         # One long line (so no duplicate lines) made of a repeated 12-word phrase with a
