@@ -66,6 +66,9 @@ def appended_at(timestamp_ms: int) -> datetime:
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+# How often a group member refreshes the broker's metadata (see FactConsumer).
+GROUP_METADATA_MAX_AGE_MS = 10_000
+
 
 class Checked(NamedTuple):
     """A record decoded, validated and verified: its fact and signer, or why it is not one."""
@@ -218,6 +221,10 @@ class FactConsumer:
             # How soon a crashed member's partitions move to another member.
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(session_timeout_ms // 3, 1000),
+            # A member that joins while the broker's metadata lacks its topics (just after a
+            # broker restart) is assigned nothing, and only a metadata refresh showing the
+            # partitions makes the group rebalance: refresh every 10 s, not every 5 min.
+            metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS,
         )
         self._started = False
         # One thread per consumer checks records ahead of the handler (_start_checks).

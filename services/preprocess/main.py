@@ -36,7 +36,12 @@ from opentelemetry import trace
 
 from services.common import formats, metrics
 from services.common.blobstore import BlobError, BlobStore, load_private_key, load_public_key
-from services.common.bus import fact_headers, signer_for, untrusted_reason
+from services.common.bus import (
+    GROUP_METADATA_MAX_AGE_MS,
+    fact_headers,
+    signer_for,
+    untrusted_reason,
+)
 from services.common.config import ConfigError, Settings
 from services.common.facts import Envelope, FactDecodeError, decode
 from services.common.failpoints import failpoint
@@ -118,6 +123,10 @@ def build_app(settings: Settings, pre: PreprocessSettings) -> faust.App:
         web_enabled=False,
         broker_session_timeout=pre.session_timeout_s,
         broker_heartbeat_interval=max(pre.session_timeout_s / 10, 0.5),
+        # A worker that joined while the broker's metadata lacked its topics (just after a
+        # broker restart) was assigned nothing and said "ready"; a metadata refresh that
+        # shows the partitions makes the group rebalance, so refresh every 10 s, not 5 min.
+        consumer_metadata_max_age_ms=GROUP_METADATA_MAX_AGE_MS,
     )
     ctx = stages.StageContext(
         blobs=BlobStore(pre.blob_root),
