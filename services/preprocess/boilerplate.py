@@ -4,8 +4,8 @@ Scraped pages carry the site's chrome around (or instead of) their content. Nobo
 it, so:
 
 - a document that is chrome and little else is removed (quality rule
-  ``max_boilerplate_fraction``: at least 60% of its lines are chrome and fewer than 50 words
-  are not);
+  ``max_boilerplate_fraction``: at most 300 words, at least 60% of its lines are chrome
+  and fewer than 50 words are not);
 - leading and trailing lines of *strong* chrome (below) are stripped from every other
   document before anything is counted, so a real article keeps its text and loses its
   menus.
@@ -97,6 +97,8 @@ def chrome(line: str) -> str | None:
     if not stripped:
         return None
     words = len(stripped.split())
+    if words > 40:
+        return None
     items = [item for item in _SEPARATORS.split(stripped) if item]
     if len(items) >= 3 and all(len(item.split()) <= 4 for item in items):
         if sum(_menu_item(item) for item in items) * 2 >= len(items):
@@ -114,18 +116,24 @@ def chrome(line: str) -> str | None:
 
 def boilerplate_fraction(text: str, n_words: int) -> float:
     """Share of the non-empty lines that are chrome, for a document with fewer than 50
-    words outside them; 0 otherwise (and for a document of more than 600 words, which
-    cannot be chrome and little else without failing the repetition rules first)."""
-    if n_words > 600 or not text:
+    words outside them; 0 otherwise, and for a document of more than 300 words (a page of
+    chrome is a few menus, banners and a footer; a longer one repeats itself and fails the
+    repetition rules). A chrome line has at most 40 words, so a document with 50 more
+    words than 40 per line is answered without looking at its lines."""
+    if n_words > 300 or not text or n_words >= 50 + 40 * (text.count("\n") + 1):
         return 0.0
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        return 0.0
-    chrome_lines = [line for line in lines if chrome(line)]
-    content_words = sum(len(line.split()) for line in lines if not chrome(line))
-    if content_words >= 50:
-        return 0.0
-    return len(chrome_lines) / len(lines)
+    chrome_lines = content_words = lines = 0
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        lines += 1
+        if chrome(line):
+            chrome_lines += 1
+        else:
+            content_words += len(line.split())
+            if content_words >= 50:
+                return 0.0  # a document of its own, whatever chrome it has
+    return chrome_lines / lines if lines else 0.0
 
 
 def strip_chrome_edges(text: str) -> str:

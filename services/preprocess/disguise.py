@@ -76,16 +76,32 @@ def _lookalikes() -> dict[int, str]:
 
 
 LOOKALIKES: dict[int, str] = _lookalikes()
-_ANY_LOOKALIKE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(LOOKALIKES)) + "]")
-_LATIN_OR_LOOKALIKE = re.compile("(?:[A-Za-z]|" + _ANY_LOOKALIKE.pattern + ")+")
+# The look-alikes in the Basic Multilingual Plane, as one character class: re compiles it
+# to a bitmap (a search costs ~10 ns a character). Those above it (mathematical letters)
+# are looked for only in a text that has such characters at all (one range: fast).
+_BMP_LOOKALIKE = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in sorted(LOOKALIKES) if c <= 0xFFFF) + "]"
+)
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+# No look-alike is in Windows-1252 (Latin-1 with curly quotes, dashes, the euro sign), so a
+# text that encodes to it, as most Western text does, has none: the codec's C loop is the
+# cheapest test there is (a regular expression over non-ASCII classes costs ~10x more).
+_NO_LOOKALIKE_CODEC = "cp1252"
 _ASCII_LETTERS = str.maketrans("", "", string.ascii_letters)
 
 
-def _latin_document(text: str) -> bool:
+def _lookalike_positions(text: str) -> list[int]:
+    positions = [m.start() for m in _BMP_LOOKALIKE.finditer(text)]
+    if _ASTRAL.search(text) is not None:
+        positions += [i for i, c in enumerate(text) if c > "\uffff" and ord(c) in LOOKALIKES]
+        positions.sort()
+    return positions
+
+
+def _latin_document(text: str, lookalikes: int) -> bool:
     """Whether Latin letters (and look-alikes) outnumber twice the other non-ASCII
     characters."""
     latin = len(text) - len(text.translate(_ASCII_LETTERS))
-    lookalikes = len(_ANY_LOOKALIKE.findall(text))
     other = len(text) - len(text.encode("ascii", "ignore")) - lookalikes
     return latin + lookalikes >= 2 * other
 
@@ -99,23 +115,46 @@ def _symbol_letter(char: str) -> bool:
     return greek and char.islower() and unicodedata.name(char, "").find("OMICRON") < 0
 
 
+def _latin_or_lookalike(char: str) -> bool:
+    return char in string.ascii_letters or ord(char) in LOOKALIKES
+
+
 def fold_disguised_letters(text: str) -> str:
     """`text` with every look-alike letter in a Latin-script word of a Latin-script
-    document replaced by the Latin letter it imitates (see the module docstring)."""
-    if text.isascii() or _ANY_LOOKALIKE.search(text) is None or not _latin_document(text):
+    document replaced by the Latin letter it imitates (see the module docstring). Only the
+    words around look-alikes are looked at: a document without any costs one search."""
+    if text.isascii():
         return text
-
-    def fold(match: re.Match) -> str:
-        word = match.group()
-        end = match.end()
-        # A run that continues with a letter of another script is part of a real word.
-        if end < len(text) and text[end].isalpha():
-            return word
-        start = match.start()
-        if start > 0 and text[start - 1].isalpha():
-            return word
-        if len(word) == 1 and _symbol_letter(word):
-            return word  # a lone Greek letter is a symbol ("the angle α"), not a disguise
-        return word.translate(LOOKALIKES)
-
-    return _LATIN_OR_LOOKALIKE.sub(fold, text)
+    try:
+        text.encode(_NO_LOOKALIKE_CODEC)
+        return text
+    except UnicodeEncodeError:
+        pass
+    positions = _lookalike_positions(text)
+    if not positions or not _latin_document(text, len(positions)):
+        return text
+    out: list[str] = []
+    done = 0
+    for position in positions:
+        if position < done:
+            continue  # inside a word already handled
+        start = position
+        while start > 0 and _latin_or_lookalike(text[start - 1]):
+            start -= 1
+        end = position + 1
+        while end < len(text) and _latin_or_lookalike(text[end]):
+            end += 1
+        word = text[start:end]
+        # A run that touches a letter of another script is part of a real word of it; a
+        # lone small Greek letter is a symbol ("the angle α"), not a disguise.
+        touches = (start > 0 and text[start - 1].isalpha()) or (
+            end < len(text) and text[end].isalpha()
+        )
+        if not touches and not (len(word) == 1 and _symbol_letter(word)):
+            out.append(text[done:start])
+            out.append(word.translate(LOOKALIKES))
+            done = end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)

@@ -32,8 +32,10 @@ Signals (all computed for every document, so a report can show them):
   occurring more than once (all occurrences) / characters of all words.
 * ``placeholder_fraction``: runs of ASCII letters that are words of placeholder Latin
   ("lorem ipsum dolor sit amet ...": ``PLACEHOLDER_WORDS``, any case) / ``n_words``; 0 for a
-  text that contains none of the stems psum, olor, amet, elit, tempor (lower or upper
-  case), which every placeholder passage has (so most documents cost a substring test).
+  text in which ipsum, dolor, amet and tempor (lower, title or upper case, counted as
+  substrings) are fewer than 1 per 100 words of its sample (the whole text, or for a long one 700
+  characters at its start, middle and end), as every placeholder passage has them (so a
+  document costs a few substring counts over at most 2,100 characters).
   The list leaves out the short words real Latin is full of (et, in, est, ut ...) and
   keeps those typesetters' filler repeats, so a Latin maxim in a contract stays far below
   the limit.
@@ -45,13 +47,13 @@ Signals (all computed for every document, so a report can show them):
   words taken by the most frequent content word (3+ letters, not a function word or a
   commercial word), c the share of commercial words (buy, cheap, price, deal, shipping,
   ... ``COMMERCIAL_WORDS``) and s the share of sentences that contain that content word;
-  0 for a document of fewer than 30 words or in which the six most telling commercial
-  words (cheap, buy, price, discount, deal, shop, in lower or title case) make up less
-  than 1% of the words (so most documents cost a few substring counts). Spam built from
+  0 for a document of fewer than 30 words or in which the most telling commercial words
+  (cheap, buy, price, deal, in lower or title case) are fewer than 1 per 100 words of
+  its sample (as for the placeholder gate). Spam built from
   templates scores ~1-3; technical, legal and every other clean genre stay under ~0.45.
 * ``boilerplate_fraction``: the share of non-empty lines that are web page chrome (cookie
   banners, menus, share bars, newsletter prompts, copyright and legal-link lines), for a
-  document with fewer than 50 words outside such lines; else 0
+  document of at most 300 words with fewer than 50 words outside such lines; else 0
   (services/preprocess/boilerplate.py).
 
 Rules, checked in this fixed order; the first failure names the verdict's ``rule``:
@@ -205,7 +207,8 @@ _FUNCTION_WORDS = frozenset(
     does did has have had you your our they their there here into over about more most
     also only just get now today near""".split()
 )
-_STUFFING_HINTS = ("cheap", "buy", "price", "discount", "deal", "shop")
+_WINDOW = 700  # characters of each window a gate samples (see _sample)
+_STUFFING_HINTS = ("cheap", "buy", "price", "deal")
 _STUFFING_HINTS = (*_STUFFING_HINTS, *(hint.title() for hint in _STUFFING_HINTS))
 _LETTER_WORD = re.compile(r"[^\W\d_]+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -229,8 +232,12 @@ PLACEHOLDER_WORDS = frozenset(
 )
 # Stems found in almost every placeholder passage and in almost no other text: the
 # placeholder count runs only on a document that contains one (a substring test, cheap).
-_PLACEHOLDER_STEMS = ("psum", "olor", "amet", "elit", "tempor")
-_PLACEHOLDER_HINTS = (*_PLACEHOLDER_STEMS, *(stem.upper() for stem in _PLACEHOLDER_STEMS))
+_PLACEHOLDER_STEMS = ("ipsum", "dolor", "amet", "tempor")
+_PLACEHOLDER_HINTS = (
+    *_PLACEHOLDER_STEMS,
+    *(stem.title() for stem in _PLACEHOLDER_STEMS),
+    *(stem.upper() for stem in _PLACEHOLDER_STEMS),
+)
 _PLACEHOLDER_WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -365,8 +372,24 @@ def _signals(text: str, config: QualityConfig) -> dict[str, float]:
     return signals
 
 
+def _sample(text: str) -> str:
+    """The text, or for a long one three windows of it (start, middle, end): where the
+    gates of the rules below count their hints, at a cost that does not grow with length."""
+    if len(text) <= 3 * _WINDOW:
+        return text
+    middle = (len(text) - _WINDOW) // 2
+    return text[:_WINDOW] + text[middle : middle + _WINDOW] + text[-_WINDOW:]
+
+
+def _hint_share(text: str, hints: tuple[str, ...]) -> float:
+    """Occurrences of `hints` per word, in the sample of `text`."""
+    sample = _sample(text)
+    words = sample.count(" ") + sample.count("\n") + 1
+    return sum(sample.count(hint) for hint in hints) / words
+
+
 def _keyword_stuffing(text: str, n_words: int) -> float:
-    if n_words < 30 or sum(text.count(hint) for hint in _STUFFING_HINTS) < 0.01 * n_words:
+    if n_words < 30 or _hint_share(text, _STUFFING_HINTS) < 0.01:
         return 0.0
     words = [word.lower() for word in _LETTER_WORD.findall(text)]
     if not words:
@@ -391,7 +414,7 @@ def _hex_letter_fraction(text: str, letters: int, alpha_ratio: float) -> float:
 
 
 def _placeholder_fraction(text: str, n_words: int) -> float:
-    if not n_words or not any(hint in text for hint in _PLACEHOLDER_HINTS):
+    if not n_words or _hint_share(text, _PLACEHOLDER_HINTS) < 0.01:
         return 0.0
     count = sum(1 for word in _PLACEHOLDER_WORD.findall(text) if word.lower() in PLACEHOLDER_WORDS)
     return count / n_words

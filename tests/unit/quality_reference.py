@@ -120,11 +120,12 @@ def signals(text: str, config: QualityConfig = quality.DEFAULT_QUALITY) -> dict[
 
 
 def placeholder_fraction(text: str, n_words: int) -> float:
-    """Runs of ASCII letters that are placeholder words (any case) / words; 0 for a text
-    without any of the stems every placeholder passage has."""
-    if not n_words or not any(
-        stem in text or stem.upper() in text for stem in ("psum", "olor", "amet", "elit", "tempor")
-    ):
+    """Runs of ASCII letters that are placeholder words (any case) / words; 0 for a text in
+    which the stems ipsum, dolor, amet, tempor (lower, title or upper case) are fewer than
+    1 per 100 words of its sample (quality._sample)."""
+    stems = ("ipsum", "dolor", "amet", "tempor")
+    hints = (*stems, *(s.title() for s in stems), *(s.upper() for s in stems))
+    if not n_words or quality._hint_share(text, hints) < 0.01:
         return 0.0
     found = re.findall(r"[A-Za-z]+", text)
     return sum(word.lower() in quality.PLACEHOLDER_WORDS for word in found) / n_words

@@ -89,3 +89,10 @@ def test_the_table_comes_from_unicode_data_and_maps_to_ascii_letters():
 def test_folding_is_idempotent(text):
     once = fold_disguised_letters(text)
     assert fold_disguised_letters(once) == once
+
+
+def test_no_look_alike_is_in_windows_1252_so_the_fast_path_is_sound():
+    """fold_disguised_letters returns a text that encodes to cp1252 as it is."""
+    for code in LOOKALIKES:
+        with pytest.raises(UnicodeEncodeError):
+            chr(code).encode("cp1252")
