@@ -7,12 +7,13 @@ it, so:
   ``max_boilerplate_fraction``: at most 300 words, at least 60% of its lines are chrome
   and fewer than 50 words are not);
 - leading and trailing lines of *strong* chrome (below) are stripped from every other
-  document before anything is counted, so a real article keeps its text and loses its
-  menus.
+  document (one with 50 words or more besides them) before anything is counted, so a real
+  article keeps its text and loses its menus.
 
 A line is strong chrome if it is a menu (at least three short items between separators
 such as ``|``, ``·``, ``/``, ``»``, most of them menu words: Home, About, Contact, Login,
-...; or, without separators, three or more menu items making up 70% of its words) or if
+...; a breadcrumb of two menu words; or, without separators, three or more menu items
+making up 70% of its words) or if
 it is short (at most 30 words) and says what only chrome says: cookie consent,
 share and follow buttons, newsletter prompts, "skip to content", "back to top",
 "advertisement". A line is weak chrome if it is a lone menu word, a short button or
@@ -103,6 +104,8 @@ def chrome(line: str) -> str | None:
     if len(items) >= 3 and all(len(item.split()) <= 4 for item in items):
         if sum(_menu_item(item) for item in items) * 2 >= len(items):
             return "strong"
+    if len(items) == 2 and all(_menu_item(item) for item in items):
+        return "strong"  # a breadcrumb: "Home » Help"
     if len(items) == 1 and (_menu_words(stripped) or _menu_words(stripped, SHARE_WORDS, 2)):
         return "strong"
     if words <= 30 and _STRONG.search(stripped):
@@ -137,11 +140,11 @@ def boilerplate_fraction(text: str, n_words: int) -> float:
 
 
 def strip_chrome_edges(text: str) -> str:
-    """`text` without the chrome at its start and end, if anything else is left; else
-    `text` as it is (the quality rule judges a page that is all chrome). At each end, the
-    run of chrome and blank lines is cut up to its strong chrome line farthest from the
-    edge: weak lines go with strong ones ("Share on Twitter" then "Privacy Policy"), never
-    alone (a licence that ends "All rights reserved." keeps it)."""
+    """`text` without the chrome at its start and end, if 50 words or more are left; else
+    `text` as it is (the quality rule judges a page that is chrome and little else). At
+    each end, the run of chrome and blank lines is cut up to its strong chrome line
+    farthest from the edge: weak lines go with strong ones ("Share on Twitter" then
+    "Privacy Policy"), never alone (a licence that ends "All rights reserved." keeps it)."""
     if "\n" not in text:
         return text
     lines = text.split("\n")
@@ -162,6 +165,6 @@ def strip_chrome_edges(text: str) -> str:
         if kind == "strong":
             end = len(lines) - offset - 1
     body = lines[start:end]
-    if not any(line.strip() for line in body) or (start == 0 and end == len(lines)):
-        return text
+    if (start == 0 and end == len(lines)) or sum(len(line.split()) for line in body) < 50:
+        return text  # little is left: the page is judged whole (max_boilerplate_fraction)
     return "\n".join(body).strip("\n")

@@ -83,3 +83,14 @@ def test_no_genre_loses_more_than_two_percent_of_its_clean_documents():
     assert set(rates) >= {"technical", "legal", "fiction", "poetry", "code", "tables"}
     assert all(rate <= 0.02 for rate in rates.values()), rates
     assert more_genres.more_clean_documents()["code"], "no code found to measure"
+
+
+def test_a_page_of_chrome_is_judged_whole_not_stripped_to_a_remnant():
+    """Stripping must not leave a few words of a chrome page to be paid for: with under
+    50 words left, the page stays whole and the chrome rule removes it."""
+    page = normalize(
+        "Home > Blog > Shop > Newsletter > Products\nHome » Help\n"
+        "© 2006 Sydney Media Ltd. All rights reserved.\n" * 3
+    )
+    assert strip_chrome_edges(page) == page
+    assert assess(page).rule == "max_boilerplate_fraction"
