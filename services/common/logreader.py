@@ -109,20 +109,15 @@ async def read_log(
                     try:
                         signer = await keys.verify_record(record, envelope)
                     except SignatureError as error:
-                        stats.untrusted.append(
-                            (record.topic, record.partition, record.offset, str(error))
-                        )
-                        continue
-                    stats.by_signer[(signer.speaker, envelope.event_type)] += 1
-                    yield LogRecord(
-                        envelope,
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        signer,
-                        record.value,
-                        appended_at(record.timestamp),
-                    )
+                        signer = error
+                    trusted = _trusted(
+                        stats, envelope, signer, RawRecord(
+                            record.topic, record.partition, record.offset, record.timestamp,
+                            record.value,
+                        ),
+                    )  # fmt: skip
+                    if trusted is not None:
+                        yield trusted
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
@@ -153,6 +148,25 @@ def _placed_fact(
         )
         return None
     return envelope
+
+
+def _trusted(
+    stats, envelope: Envelope, signer: KeyEntry | SignatureError, raw: RawRecord
+) -> LogRecord | None:
+    """The record as a reader keeps it, or None (counted) when its signature was refused."""
+    if isinstance(signer, SignatureError):
+        stats.untrusted.append((raw.topic, raw.partition, raw.offset, str(signer)))
+        return None
+    stats.by_signer[(signer.speaker, envelope.event_type)] += 1
+    return LogRecord(
+        envelope,
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        signer,
+        raw.value,
+        appended_at(raw.appended_at_ms),
+    )
 
 
 class LogFileError(ValueError):
@@ -240,20 +254,10 @@ def read_log_file(
         try:
             signer = keyring.verify(record.value, envelope, record.appended_at_ms)
         except SignatureError as error:
-            stats.untrusted.append((record.topic, record.partition, record.offset, str(error)))
-            continue
-        stats.by_signer[(signer.speaker, envelope.event_type)] += 1
-        trusted.append(
-            LogRecord(
-                envelope,
-                record.topic,
-                record.partition,
-                record.offset,
-                signer,
-                record.value,
-                appended_at(record.appended_at_ms),
-            )
-        )
+            signer = error
+        admitted = _trusted(stats, envelope, signer, record)
+        if admitted is not None:
+            trusted.append(admitted)
     return trusted, keyring
 
 
